@@ -1,0 +1,60 @@
+//! The `unibench` command: parses arguments, sets up logging and the async
+//! runtime, dispatches to a role, and maps the outcome to an exit code.
+
+mod schema_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Multi-node load benchmarks for databases.
+#[derive(Debug, Parser)]
+#[command(name = "unibench", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or check the results and config schema of a store.
+    Schema {
+        #[command(subcommand)]
+        action: schema_cmd::SchemaAction,
+    },
+    /// Run a short two-worker benchmark on an embedded SQLite database.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Schema { action } => schema_cmd::run(action).await,
+            Command::Demo => {
+                eprintln!("unibench demo is not available yet: the headless run is still being built.");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Structured logs go to stderr; `UNIBENCH_LOG` (or `RUST_LOG`) sets the
+/// filter, `warn` by default so that command output stays clean.
+fn init_logging() {
+    let filter = std::env::var("UNIBENCH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}

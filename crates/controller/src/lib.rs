@@ -1,0 +1,2 @@
+//! The controller: the HTTP API, live WebSocket stream and web UI, with the
+//! orchestrator embedded.

@@ -1,0 +1,215 @@
+//! Store URLs: which store to use and how to reach it.
+//!
+//! `sqlite://PATH` and `postgres://...` (or `postgresql://...`) are
+//! accepted. With no URL given, the `UNIBENCH_STORE` environment variable
+//! is used, and without that an embedded SQLite file at
+//! `$UNIBENCH_HOME/unibench.db` (`~/.unibench/unibench.db` by default).
+//! PostgreSQL URLs may hold a password, so this type never prints one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{StoreError, StoreResult};
+
+/// Environment variable naming the default store URL.
+pub const STORE_ENV: &str = "UNIBENCH_STORE";
+/// Environment variable naming unibench's per-user directory.
+pub const HOME_ENV: &str = "UNIBENCH_HOME";
+/// File name of the embedded store inside the per-user directory.
+pub const DEFAULT_SQLITE_FILE: &str = "unibench.db";
+
+/// How long to wait for a PostgreSQL store to accept a connection, unless
+/// the URL sets `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed store URL.
+#[derive(Clone)]
+pub enum StoreUrl {
+    Sqlite { path: PathBuf },
+    Postgres { config: Box<tokio_postgres::Config>, display: String },
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `tokio_postgres::Config`'s own Debug prints the password, so only
+        // the redacted form is shown.
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Postgres { display, .. } => f.write_str(display),
+        }
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = StoreError;
+
+    fn from_str(url: &str) -> StoreResult<Self> {
+        let invalid = |reason: &str| StoreError::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(invalid("expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(invalid("the SQLite file path is empty"));
+                }
+                Ok(StoreUrl::Sqlite { path: PathBuf::from(rest) })
+            }
+            "postgres" | "postgresql" => parse_postgres(url).map_err(|reason| invalid(&reason)),
+            "snowflake" => Err(invalid("the Snowflake store is not available in this build")),
+            other => Err(invalid(&format!(
+                "unknown scheme `{other}`: expected sqlite or postgres"
+            ))),
+        }
+    }
+}
+
+fn parse_postgres(url: &str) -> Result<StoreUrl, String> {
+    // tokio-postgres's parse errors describe the syntax problem without
+    // echoing the URL, so they are safe to show.
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|error| error.to_string())?;
+    if config.get_hosts().is_empty() {
+        return Err("the URL names no host".to_owned());
+    }
+    if config.get_user().is_none() {
+        config.user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_owned()));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("unibench");
+    }
+    let display = redact_url(url);
+    Ok(StoreUrl::Postgres { config: Box::new(config), display })
+}
+
+impl StoreUrl {
+    /// Resolves the store to use: the given URL, else `UNIBENCH_STORE`, else
+    /// the embedded default file.
+    pub fn resolve(explicit: Option<&str>) -> StoreResult<Self> {
+        if let Some(url) = explicit.filter(|url| !url.trim().is_empty()) {
+            return url.trim().parse();
+        }
+        if let Ok(url) = std::env::var(STORE_ENV) {
+            if !url.trim().is_empty() {
+                return url.trim().parse();
+            }
+        }
+        Ok(StoreUrl::Sqlite { path: default_sqlite_path()? })
+    }
+
+    /// The SQLite file, for an SQLite URL.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            StoreUrl::Sqlite { path } => Some(path),
+            StoreUrl::Postgres { .. } => None,
+        }
+    }
+}
+
+/// unibench's per-user directory: `$UNIBENCH_HOME`, else `~/.unibench`.
+pub fn unibench_home() -> StoreResult<PathBuf> {
+    if let Some(home) = std::env::var_os(HOME_ENV).filter(|home| !home.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    match std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".unibench")),
+        None => Err(StoreError::InvalidUrl {
+            url: String::new(),
+            reason: format!("no store URL given and neither {HOME_ENV} nor HOME is set; pass --store"),
+        }),
+    }
+}
+
+/// The embedded store used when no URL is given.
+pub fn default_sqlite_path() -> StoreResult<PathBuf> {
+    Ok(unibench_home()?.join(DEFAULT_SQLITE_FILE))
+}
+
+/// Replaces the password in a URL (`user:password@` or a `password=`
+/// parameter) with `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = url.to_owned();
+    if let Some(scheme_end) = redacted.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = redacted[authority_start..]
+            .find(['/', '?'])
+            .map_or(redacted.len(), |offset| authority_start + offset);
+        if let Some(at) = redacted[authority_start..authority_end].rfind('@') {
+            let userinfo = &redacted[authority_start..authority_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let password_start = authority_start + colon + 1;
+                redacted.replace_range(password_start..authority_start + at, "***");
+            }
+        }
+    }
+    redact_password_parameter(&redacted)
+}
+
+fn redact_password_parameter(url: &str) -> String {
+    let Some(query_start) = url.find('?') else {
+        return url.to_owned();
+    };
+    let (base, query) = url.split_at(query_start + 1);
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    format!("{base}{}", parameters.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_url_keeps_path() {
+        let url: StoreUrl = "sqlite:///tmp/x/unibench.db".parse().unwrap();
+        assert_eq!(url.sqlite_path(), Some(Path::new("/tmp/x/unibench.db")));
+        let relative: StoreUrl = "sqlite://data/run.db".parse().unwrap();
+        assert_eq!(relative.sqlite_path(), Some(Path::new("data/run.db")));
+    }
+
+    #[test]
+    fn bad_scheme_is_named() {
+        let error = "mysql://root:hunter2@localhost/db".parse::<StoreUrl>().unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("unknown scheme `mysql`"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn missing_scheme_is_rejected() {
+        let error = "/tmp/unibench.db".parse::<StoreUrl>().unwrap_err();
+        assert!(error.to_string().contains("expected sqlite://PATH"), "{error}");
+    }
+
+    #[test]
+    fn postgres_password_never_printed() {
+        let url: StoreUrl = "postgres://bench:s3cr3t@127.0.0.1:5432/results".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://bench:***@127.0.0.1:5432/results");
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+        let with_parameter: StoreUrl = "postgresql://bench@127.0.0.1/results?password=s3cr3t&sslmode=disable"
+            .parse()
+            .unwrap();
+        assert!(!format!("{with_parameter} {with_parameter:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn redact_leaves_passwordless_urls_alone() {
+        assert_eq!(redact_url("postgres://bench@host/db"), "postgres://bench@host/db");
+        assert_eq!(redact_url("postgres://a:b@host/db?x=1"), "postgres://a:***@host/db?x=1");
+    }
+}

@@ -1,0 +1,250 @@
+-- unibench results schema for SQLite: run state, control events and
+-- results. Rerunnable: every statement creates only what is missing, so
+-- applying this file twice changes nothing. Apply with `unibench schema apply`.
+-- Timestamps are UTC ISO-8601 text, JSON is text, booleans are 0 or 1.
+
+-- One row per parent run; the orchestrator's view of the run.
+CREATE TABLE IF NOT EXISTS RUN_STATUS (
+    RUN_ID                  TEXT PRIMARY KEY,
+    TEST_ID                 TEXT NOT NULL,
+    TEMPLATE_ID             TEXT,
+    TEST_NAME               TEXT NOT NULL,
+    SCENARIO_CONFIG         TEXT NOT NULL,
+    STATUS                  TEXT NOT NULL,
+    PHASE                   TEXT NOT NULL,
+    STATUS_REASON           TEXT,
+    START_TIME              TEXT,
+    WARMUP_END_TIME         TEXT,
+    END_TIME                TEXT,
+    TOTAL_WORKERS_EXPECTED  INTEGER NOT NULL DEFAULT 0,
+    WORKERS_REGISTERED      INTEGER NOT NULL DEFAULT 0,
+    WORKERS_ACTIVE          INTEGER NOT NULL DEFAULT 0,
+    WORKERS_COMPLETED       INTEGER NOT NULL DEFAULT 0,
+    TOTAL_OPS               INTEGER NOT NULL DEFAULT 0,
+    ERROR_COUNT             INTEGER NOT NULL DEFAULT 0,
+    CURRENT_QPS             REAL,
+    WORKER_TARGETS          TEXT NOT NULL DEFAULT '{}',
+    NEXT_SEQUENCE_ID        INTEGER NOT NULL DEFAULT 1,
+    FIND_MAX_STATE          TEXT,
+    CREATED_AT              TEXT NOT NULL,
+    UPDATED_AT              TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS RUN_STATUS_STATUS_IDX ON RUN_STATUS (STATUS, UPDATED_AT);
+CREATE INDEX IF NOT EXISTS RUN_STATUS_CREATED_IDX ON RUN_STATUS (CREATED_AT);
+
+-- Append-only command bus from the orchestrator to the workers.
+CREATE TABLE IF NOT EXISTS RUN_CONTROL_EVENTS (
+    EVENT_ID     TEXT PRIMARY KEY,
+    RUN_ID       TEXT NOT NULL,
+    EVENT_TYPE   TEXT NOT NULL,
+    EVENT_DATA   TEXT NOT NULL,
+    SEQUENCE_ID  INTEGER NOT NULL,
+    CREATED_AT   TEXT NOT NULL
+);
+
+-- Workers poll by (RUN_ID, SEQUENCE_ID); the unique index also rejects a
+-- duplicate sequence id.
+CREATE UNIQUE INDEX IF NOT EXISTS RUN_CONTROL_EVENTS_RUN_SEQUENCE_UQ
+    ON RUN_CONTROL_EVENTS (RUN_ID, SEQUENCE_ID);
+
+-- One row per worker, upserted every heartbeat.
+CREATE TABLE IF NOT EXISTS WORKER_HEARTBEATS (
+    RUN_ID              TEXT NOT NULL,
+    WORKER_ID           TEXT NOT NULL,
+    WORKER_GROUP_ID     INTEGER NOT NULL,
+    STATUS              TEXT NOT NULL,
+    PHASE               TEXT,
+    LAST_HEARTBEAT      TEXT NOT NULL,
+    HEARTBEAT_COUNT     INTEGER NOT NULL DEFAULT 0,
+    ACTIVE_CONNECTIONS  INTEGER NOT NULL DEFAULT 0,
+    TARGET_CONNECTIONS  INTEGER NOT NULL DEFAULT 0,
+    LAST_ERROR          TEXT,
+    ERROR_COUNT         INTEGER NOT NULL DEFAULT 0,
+    CREATED_AT          TEXT NOT NULL,
+    UPDATED_AT          TEXT NOT NULL,
+    PRIMARY KEY (RUN_ID, WORKER_ID)
+);
+
+-- One parent row per run (TEST_ID = RUN_ID) and one child row per worker.
+CREATE TABLE IF NOT EXISTS TEST_RESULTS (
+    TEST_ID                       TEXT PRIMARY KEY,
+    RUN_ID                        TEXT NOT NULL,
+    WORKER_ID                     TEXT,
+    WORKER_GROUP_ID               INTEGER,
+    TEMPLATE_ID                   TEXT,
+    TEST_NAME                     TEXT NOT NULL,
+    TABLE_NAME                    TEXT,
+    TABLE_TYPE                    TEXT,
+    WAREHOUSE                     TEXT,
+    STATUS                        TEXT NOT NULL,
+    START_TIME                    TEXT,
+    END_TIME                      TEXT,
+    DURATION_SECONDS              REAL,
+    CONCURRENT_CONNECTIONS        INTEGER,
+    TEST_CONFIG                   TEXT,
+    TOTAL_OPERATIONS              INTEGER NOT NULL DEFAULT 0,
+    READ_OPERATIONS               INTEGER NOT NULL DEFAULT 0,
+    WRITE_OPERATIONS              INTEGER NOT NULL DEFAULT 0,
+    FAILED_OPERATIONS             INTEGER NOT NULL DEFAULT 0,
+    QPS                           REAL,
+    ERROR_RATE                    REAL,
+    AVG_LATENCY_MS                REAL,
+    MIN_LATENCY_MS                REAL,
+    MAX_LATENCY_MS                REAL,
+    P50_LATENCY_MS                REAL,
+    P90_LATENCY_MS                REAL,
+    P95_LATENCY_MS                REAL,
+    P99_LATENCY_MS                REAL,
+    P999_LATENCY_MS               REAL,
+    POINT_LOOKUP_P50_LATENCY_MS   REAL,
+    POINT_LOOKUP_P95_LATENCY_MS   REAL,
+    POINT_LOOKUP_P99_LATENCY_MS   REAL,
+    RANGE_SCAN_P50_LATENCY_MS     REAL,
+    RANGE_SCAN_P95_LATENCY_MS     REAL,
+    RANGE_SCAN_P99_LATENCY_MS     REAL,
+    INSERT_P50_LATENCY_MS         REAL,
+    INSERT_P95_LATENCY_MS         REAL,
+    INSERT_P99_LATENCY_MS         REAL,
+    UPDATE_P50_LATENCY_MS         REAL,
+    UPDATE_P95_LATENCY_MS         REAL,
+    UPDATE_P99_LATENCY_MS         REAL,
+    DELETE_P50_LATENCY_MS         REAL,
+    DELETE_P95_LATENCY_MS         REAL,
+    DELETE_P99_LATENCY_MS         REAL,
+    CUSTOM_P50_LATENCY_MS         REAL,
+    CUSTOM_P95_LATENCY_MS         REAL,
+    CUSTOM_P99_LATENCY_MS         REAL,
+    FIND_MAX_RESULT               TEXT,
+    FAILURE_REASON                TEXT,
+    ENRICHMENT_STATUS             TEXT,
+    CREATED_AT                    TEXT NOT NULL,
+    UPDATED_AT                    TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS TEST_RESULTS_RUN_IDX ON TEST_RESULTS (RUN_ID);
+
+-- One row per worker per interval.
+CREATE TABLE IF NOT EXISTS WORKER_METRICS_SNAPSHOTS (
+    SNAPSHOT_ID          TEXT PRIMARY KEY,
+    RUN_ID               TEXT NOT NULL,
+    TEST_ID              TEXT NOT NULL,
+    WORKER_ID            TEXT NOT NULL,
+    WORKER_GROUP_ID      INTEGER NOT NULL,
+    WORKER_GROUP_COUNT   INTEGER NOT NULL,
+    TIMESTAMP            TEXT NOT NULL,
+    ELAPSED_SECONDS      REAL NOT NULL,
+    PHASE                TEXT NOT NULL,
+    TOTAL_QUERIES        INTEGER NOT NULL DEFAULT 0,
+    READ_COUNT           INTEGER NOT NULL DEFAULT 0,
+    WRITE_COUNT          INTEGER NOT NULL DEFAULT 0,
+    ERROR_COUNT          INTEGER NOT NULL DEFAULT 0,
+    QPS                  REAL NOT NULL DEFAULT 0,
+    P50_LATENCY_MS       REAL,
+    P95_LATENCY_MS       REAL,
+    P99_LATENCY_MS       REAL,
+    AVG_LATENCY_MS       REAL,
+    MIN_LATENCY_MS       REAL,
+    MAX_LATENCY_MS       REAL,
+    ACTIVE_CONNECTIONS   INTEGER NOT NULL DEFAULT 0,
+    TARGET_CONNECTIONS   INTEGER NOT NULL DEFAULT 0,
+    CPU_PERCENT          REAL,
+    MEMORY_PERCENT       REAL,
+    LATENCY_HISTOGRAM    TEXT,
+    CUSTOM_METRICS       TEXT,
+    CREATED_AT           TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS WORKER_METRICS_SNAPSHOTS_RUN_IDX
+    ON WORKER_METRICS_SNAPSHOTS (RUN_ID, WORKER_ID, TIMESTAMP);
+
+-- One row per executed (or sampled) query.
+CREATE TABLE IF NOT EXISTS QUERY_EXECUTIONS (
+    EXECUTION_ID               TEXT PRIMARY KEY,
+    RUN_ID                     TEXT NOT NULL,
+    TEST_ID                    TEXT NOT NULL,
+    WORKER_ID                  TEXT NOT NULL,
+    QUERY_KIND                 TEXT NOT NULL,
+    QUERY_ID                   TEXT,
+    START_TIME                 TEXT NOT NULL,
+    END_TIME                   TEXT NOT NULL,
+    APP_ELAPSED_MS             REAL NOT NULL,
+    SUCCESS                    INTEGER NOT NULL,
+    ERROR                      TEXT,
+    ROWS_AFFECTED              INTEGER,
+    CONNECTION_ID              INTEGER,
+    WARMUP                     INTEGER NOT NULL DEFAULT 0,
+    SF_TOTAL_ELAPSED_MS        REAL,
+    SF_EXECUTION_MS            REAL,
+    SF_COMPILATION_MS          REAL,
+    SF_QUEUED_OVERLOAD_MS      REAL,
+    SF_QUEUED_PROVISIONING_MS  REAL,
+    SF_TX_BLOCKED_MS           REAL,
+    APP_OVERHEAD_MS            REAL,
+    CREATED_AT                 TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS QUERY_EXECUTIONS_TEST_IDX
+    ON QUERY_EXECUTIONS (RUN_ID, TEST_ID, START_TIME);
+
+-- Log lines of the workers and the orchestrator.
+CREATE TABLE IF NOT EXISTS TEST_LOGS (
+    LOG_ID      TEXT PRIMARY KEY,
+    RUN_ID      TEXT NOT NULL,
+    TEST_ID     TEXT NOT NULL,
+    WORKER_ID   TEXT,
+    LEVEL       TEXT NOT NULL,
+    MESSAGE     TEXT NOT NULL,
+    DETAILS     TEXT,
+    TIMESTAMP   TEXT NOT NULL,
+    CREATED_AT  TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS TEST_LOGS_RUN_IDX ON TEST_LOGS (RUN_ID, TIMESTAMP);
+
+-- What the controller saw of the target's compute, every poll.
+CREATE TABLE IF NOT EXISTS WAREHOUSE_POLL_SNAPSHOTS (
+    SNAPSHOT_ID        TEXT PRIMARY KEY,
+    RUN_ID             TEXT NOT NULL,
+    TIMESTAMP          TEXT NOT NULL,
+    ELAPSED_SECONDS    REAL NOT NULL,
+    WAREHOUSE_NAME     TEXT NOT NULL,
+    STARTED_CLUSTERS   INTEGER,
+    RUNNING            INTEGER,
+    QUEUED             INTEGER,
+    MIN_CLUSTER_COUNT  INTEGER,
+    MAX_CLUSTER_COUNT  INTEGER,
+    SCALING_POLICY     TEXT,
+    RAW_RESULT         TEXT,
+    CREATED_AT         TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS WAREHOUSE_POLL_SNAPSHOTS_RUN_IDX
+    ON WAREHOUSE_POLL_SNAPSHOTS (RUN_ID, TIMESTAMP);
+
+-- One row per step of a find-max run.
+CREATE TABLE IF NOT EXISTS FIND_MAX_STEP_HISTORY (
+    STEP_ID                   TEXT PRIMARY KEY,
+    RUN_ID                    TEXT NOT NULL,
+    STEP_NUMBER               INTEGER NOT NULL,
+    TOTAL_TARGET_CONNECTIONS  INTEGER NOT NULL,
+    STEP_START_TIME           TEXT,
+    STEP_END_TIME             TEXT,
+    STEP_DURATION_SECONDS     REAL,
+    TOTAL_QUERIES             INTEGER NOT NULL DEFAULT 0,
+    QPS                       REAL,
+    P50_LATENCY_MS            REAL,
+    P95_LATENCY_MS            REAL,
+    P99_LATENCY_MS            REAL,
+    ERROR_COUNT               INTEGER NOT NULL DEFAULT 0,
+    ERROR_RATE                REAL,
+    QPS_VS_PRIOR_PCT          REAL,
+    P95_VS_BASELINE_PCT       REAL,
+    QUEUE_DETECTED            INTEGER NOT NULL DEFAULT 0,
+    OUTCOME                   TEXT NOT NULL,
+    STOP_REASON               TEXT,
+    CREATED_AT                TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS FIND_MAX_STEP_HISTORY_RUN_IDX
+    ON FIND_MAX_STEP_HISTORY (RUN_ID, STEP_NUMBER);
