@@ -1,0 +1,95 @@
+//! Helpers for tests that start the real `unibench` binary: a hard timeout
+//! on every process, and fresh stores.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A `unibench` command with a clean environment for the store settings.
+pub fn unibench() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_unibench"));
+    command.env_remove("UNIBENCH_STORE").env_remove("UNIBENCH_LOG").env_remove("RUST_LOG");
+    command
+}
+
+/// Runs a command to completion, killing it after `timeout`.
+pub fn run(mut command: Command, timeout: Duration) -> Output {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start unibench");
+    let code = wait_with_timeout(&mut child, timeout);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout).ok();
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).ok();
+    }
+    Output { code, stdout, stderr }
+}
+
+/// Waits for the child; past the deadline kills it and fails the test.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("poll the child") {
+            Some(status) => return status.code(),
+            None if Instant::now() >= deadline => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("process {} did not finish within {timeout:?} and was killed", child.id());
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn pg_admin_url() -> String {
+    std::env::var("UNIBENCH_TEST_PG_URL")
+        .expect("UNIBENCH_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL")
+}
+
+/// Runs SQL on the test server's admin database or, with `database`, on
+/// that database.
+pub async fn pg_execute(database: Option<&str>, sql: &str) {
+    let url = match database {
+        Some(name) => database_url(name),
+        None => pg_admin_url(),
+    };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect("run SQL on the test server");
+    drop(client);
+    task.await.ok();
+}
+
+/// The URL of a database on the test server.
+pub fn database_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    let (server, _) = admin.rsplit_once('/').expect("UNIBENCH_TEST_PG_URL ends with a database name");
+    format!("{server}/{name}")
+}
+
+/// Creates an empty database and returns its name.
+pub async fn create_database() -> String {
+    let name = format!("unibench_cli_{}", uuid::Uuid::new_v4().simple());
+    pg_execute(None, &format!("CREATE DATABASE {name}")).await;
+    name
+}
