@@ -2,6 +2,7 @@
 //! runtime, dispatches to a role, and maps the outcome to an exit code.
 
 mod schema_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     },
     /// Run a short two-worker benchmark on an embedded SQLite database.
     Demo,
+    /// Run one worker of a run (started by the orchestrator, or by hand on
+    /// another host that reaches the same store).
+    Worker(worker_cmd::WorkerCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Schema { action } => schema_cmd::run(action).await,
+            Command::Worker(command) => worker_cmd::run(command).await,
             Command::Demo => {
                 eprintln!("unibench demo is not available yet: the headless run is still being built.");
                 ExitCode::FAILURE

@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod scenario;
 pub mod status;
 pub mod target;
+pub mod template_check;
 
 pub use event::{ControlEventPayload, EventScope, EventType};
 pub use histogram::LatencyHistogram;

@@ -320,6 +320,12 @@ pub struct Timings {
     pub drain_seconds: f64,
     pub sigterm_after_drain_seconds: f64,
     pub orphan_after_seconds: f64,
+    /// Latencies above this are recorded as this value and counted as
+    /// clamped. At most one hour, the histograms' upper bound.
+    pub latency_clamp_seconds: f64,
+    /// A worker drains and exits when its active run's `UPDATED_AT` is
+    /// older than this: the orchestrator stopped touching it.
+    pub orchestrator_silence_seconds: f64,
 }
 
 impl Default for Timings {
@@ -337,6 +343,8 @@ impl Default for Timings {
             drain_seconds: 120.0,
             sigterm_after_drain_seconds: 10.0,
             orphan_after_seconds: 120.0,
+            latency_clamp_seconds: 3600.0,
+            orchestrator_silence_seconds: 60.0,
         }
     }
 }

@@ -220,14 +220,15 @@ impl Store {
         self.select(select).await
     }
 
-    /// A worker's once-a-second write: its heartbeat and, when it has one,
-    /// its snapshot, in one transaction.
-    pub async fn record_worker_tick(&self, heartbeat: &HeartbeatRow, snapshot: Option<&SnapshotRow>) -> StoreResult<()> {
-        let mut ops = vec![WriteOp::Upsert { table: &schema::WORKER_HEARTBEATS, rows: vec![heartbeat.to_values()] }];
-        if let Some(snapshot) = snapshot {
-            ops.push(WriteOp::Insert { table: &schema::WORKER_METRICS_SNAPSHOTS, rows: vec![snapshot.to_values()] });
-        }
-        self.write(ops).await.map(drop)
+    /// A worker's once-a-second write: its heartbeat and the snapshots it
+    /// has not written yet (usually one), in one transaction.
+    pub async fn record_worker_tick(&self, heartbeat: &HeartbeatRow, snapshots: &[SnapshotRow]) -> StoreResult<()> {
+        self.write(vec![
+            WriteOp::Upsert { table: &schema::WORKER_HEARTBEATS, rows: vec![heartbeat.to_values()] },
+            WriteOp::Insert { table: &schema::WORKER_METRICS_SNAPSHOTS, rows: values_of(snapshots) },
+        ])
+        .await
+        .map(drop)
     }
 
     pub async fn insert_snapshots(&self, snapshots: &[SnapshotRow]) -> StoreResult<()> {

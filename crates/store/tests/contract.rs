@@ -442,12 +442,12 @@ async fn snapshots_round_trip(t: TestStore) {
     idle.custom_metrics = None;
     let mut beat = heartbeat(5);
     beat.run_id = "run-snap".to_owned();
-    t.store.record_worker_tick(&beat, Some(&idle)).await.unwrap();
+    t.store.record_worker_tick(&beat, std::slice::from_ref(&idle)).await.unwrap();
     let mut beat1 = heartbeat(5);
     beat1.run_id = "run-snap".to_owned();
     beat1.worker_id = "worker-1".to_owned();
     beat1.worker_group_id = 1;
-    t.store.record_worker_tick(&beat1, None).await.unwrap();
+    t.store.record_worker_tick(&beat1, &[]).await.unwrap();
     written.push(idle.clone());
 
     let all = t.store.list_snapshots("run-snap", &SnapshotFilter::default()).await.unwrap();

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod worker;
+
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

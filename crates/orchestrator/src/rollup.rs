@@ -1,0 +1,310 @@
+//! Aggregation of worker results into run results.
+//!
+//! Live (every tick): the latest snapshot of each worker that is in
+//! measurement and not dead. Counts and QPS are sums; percentiles come from
+//! merging the workers' interval histograms, so they are exact to histogram
+//! precision rather than averages of percentiles. The worst worker's P95
+//! and P99 are carried too, as a conservative saturation signal.
+//!
+//! Final: totals are the sums of the child `TEST_RESULTS` rows; percentiles
+//! come from the sum of every interval histogram that workers wrote after
+//! the warmup, dead workers included.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use unibench_model::scenario::QueryKind;
+use unibench_model::status::HealthThresholds;
+use unibench_model::{LatencyHistogram, RunPhase, WorkerHealth, WorkerStatus};
+use unibench_store::{HeartbeatRow, KindLatency, SnapshotRow, TestResultRow};
+
+/// Key of the per-kind interval histograms in a snapshot's
+/// `CUSTOM_METRICS`.
+pub const KIND_HISTOGRAMS_KEY: &str = "kind_histograms";
+
+/// One worker as the orchestrator sees it at a tick.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    pub heartbeat: HeartbeatRow,
+    pub health: WorkerHealth,
+    pub heartbeat_age: Duration,
+    pub latest: Option<SnapshotRow>,
+}
+
+impl WorkerView {
+    pub fn new(heartbeat: HeartbeatRow, latest: Option<SnapshotRow>, now: chrono::DateTime<chrono::Utc>, thresholds: HealthThresholds) -> Self {
+        let age = heartbeat
+            .last_heartbeat
+            .map(|at| (now - at).to_std().unwrap_or_default())
+            .unwrap_or(Duration::MAX);
+        // A worker that finished on purpose is not dead, however old its
+        // last heartbeat.
+        let health = if heartbeat.status == WorkerStatus::Completed {
+            WorkerHealth::Healthy
+        } else {
+            WorkerHealth::from_heartbeat_age(age, thresholds)
+        };
+        WorkerView { heartbeat, health, heartbeat_age: age, latest }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub avg: Option<f64>,
+}
+
+impl Latency {
+    pub fn of(histogram: &LatencyHistogram) -> Self {
+        Latency {
+            p50: histogram.percentile_ms(50.0),
+            p95: histogram.percentile_ms(95.0),
+            p99: histogram.percentile_ms(99.0),
+            avg: histogram.mean_ms(),
+        }
+    }
+}
+
+/// The run-wide figures of one tick.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LiveAggregate {
+    /// Whether any worker has reached measurement.
+    pub measuring: bool,
+    pub total_ops: i64,
+    pub qps: f64,
+    pub reads: i64,
+    pub writes: i64,
+    pub errors: i64,
+    pub latency: Latency,
+    pub worst_p95: Option<f64>,
+    pub worst_p99: Option<f64>,
+    pub active_connections: i64,
+    pub target_connections: i64,
+    pub workers_healthy: usize,
+    pub workers_stale: usize,
+    pub workers_dead: usize,
+}
+
+fn counts(phase: &str) -> bool {
+    !matches!(phase, "PREPARING" | "WARMUP")
+}
+
+/// Aggregates the latest snapshots of live workers.
+pub fn live_aggregate(workers: &[WorkerView]) -> LiveAggregate {
+    let mut aggregate = LiveAggregate::default();
+    let mut merged = LatencyHistogram::new();
+    for worker in workers {
+        match worker.health {
+            WorkerHealth::Healthy => aggregate.workers_healthy += 1,
+            WorkerHealth::Stale => aggregate.workers_stale += 1,
+            WorkerHealth::Dead => {
+                aggregate.workers_dead += 1;
+                continue;
+            }
+        }
+        aggregate.active_connections += worker.heartbeat.active_connections;
+        aggregate.target_connections += worker.heartbeat.target_connections;
+        let Some(snapshot) = worker.latest.as_ref().filter(|snapshot| counts(&snapshot.phase)) else { continue };
+        aggregate.measuring = true;
+        aggregate.total_ops += snapshot.total_queries;
+        aggregate.reads += snapshot.read_count;
+        aggregate.writes += snapshot.write_count;
+        aggregate.errors += snapshot.error_count;
+        aggregate.qps += snapshot.qps;
+        aggregate.worst_p95 = max_option(aggregate.worst_p95, snapshot.p95_latency_ms);
+        aggregate.worst_p99 = max_option(aggregate.worst_p99, snapshot.p99_latency_ms);
+        if let Some(histogram) = decode(snapshot.latency_histogram.as_deref(), &snapshot.worker_id) {
+            merged.merge(&histogram);
+        }
+    }
+    aggregate.latency = Latency::of(&merged);
+    aggregate
+}
+
+fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn decode(text: Option<&str>, worker_id: &str) -> Option<LatencyHistogram> {
+    match LatencyHistogram::from_base64(text?) {
+        Ok(histogram) => Some(histogram),
+        Err(error) => {
+            tracing::warn!(%error, worker_id, "skipped a snapshot histogram that does not decode");
+            None
+        }
+    }
+}
+
+/// The merged measurement histograms of a run: overall and per kind.
+#[derive(Debug, Clone, Default)]
+pub struct MergedHistograms {
+    pub overall: LatencyHistogram,
+    pub per_kind: BTreeMap<QueryKind, LatencyHistogram>,
+}
+
+/// Merges every interval histogram written after the warmup.
+pub fn merge_measurement(snapshots: &[SnapshotRow]) -> MergedHistograms {
+    let mut merged = MergedHistograms::default();
+    for snapshot in snapshots.iter().filter(|snapshot| counts(&snapshot.phase)) {
+        if let Some(histogram) = decode(snapshot.latency_histogram.as_deref(), &snapshot.worker_id) {
+            merged.overall.merge(&histogram);
+        }
+        let Some(kinds) = snapshot.custom_metrics.as_ref().and_then(|custom| custom.get(KIND_HISTOGRAMS_KEY)) else {
+            continue;
+        };
+        let Some(kinds) = kinds.as_object() else { continue };
+        for (name, text) in kinds {
+            let (Ok(kind), Some(text)) = (name.parse::<QueryKind>(), text.as_str()) else { continue };
+            if let Some(histogram) = decode(Some(text), &snapshot.worker_id) {
+                merged.per_kind.entry(kind).or_default().merge(&histogram);
+            }
+        }
+    }
+    merged
+}
+
+/// Fills the parent row's totals and latencies from the child rows and
+/// the merged histograms. `measured_seconds` is the run's measurement
+/// window, used for the parent's QPS.
+pub fn final_rollup(parent: &mut TestResultRow, children: &[TestResultRow], merged: &MergedHistograms, measured_seconds: Option<f64>) {
+    parent.total_operations = children.iter().map(|child| child.total_operations).sum();
+    parent.read_operations = children.iter().map(|child| child.read_operations).sum();
+    parent.write_operations = children.iter().map(|child| child.write_operations).sum();
+    parent.failed_operations = children.iter().map(|child| child.failed_operations).sum();
+    parent.concurrent_connections = Some(children.iter().filter_map(|child| child.concurrent_connections).sum());
+    let total = parent.total_operations as f64;
+    parent.qps = match measured_seconds.filter(|seconds| *seconds > 0.0) {
+        Some(seconds) => Some(total / seconds),
+        None => Some(children.iter().filter_map(|child| child.qps).sum()),
+    };
+    parent.error_rate = (parent.total_operations > 0).then(|| parent.failed_operations as f64 / total);
+
+    let histogram = &merged.overall;
+    parent.avg_latency_ms = histogram.mean_ms();
+    parent.min_latency_ms = histogram.min_ms();
+    parent.max_latency_ms = histogram.max_ms();
+    parent.p50_latency_ms = histogram.percentile_ms(50.0);
+    parent.p90_latency_ms = histogram.percentile_ms(90.0);
+    parent.p95_latency_ms = histogram.percentile_ms(95.0);
+    parent.p99_latency_ms = histogram.percentile_ms(99.0);
+    parent.p999_latency_ms = histogram.percentile_ms(99.9);
+    parent.kind_latencies = merged
+        .per_kind
+        .iter()
+        .map(|(kind, histogram)| {
+            let latency = KindLatency {
+                p50_ms: histogram.percentile_ms(50.0),
+                p95_ms: histogram.percentile_ms(95.0),
+                p99_ms: histogram.percentile_ms(99.0),
+            };
+            (*kind, latency)
+        })
+        .collect();
+}
+
+/// The percentile of execution latencies computed exactly (nearest rank),
+/// for cross-checking merged histograms against `QUERY_EXECUTIONS`.
+pub fn exact_percentile(latencies_ms: &mut [f64], percentile: f64) -> Option<f64> {
+    if latencies_ms.is_empty() {
+        return None;
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    let rank = ((percentile / 100.0) * latencies_ms.len() as f64).ceil() as usize;
+    Some(latencies_ms[rank.clamp(1, latencies_ms.len()) - 1])
+}
+
+/// Whether two latencies agree within histogram precision (three
+/// significant digits, plus one microsecond for rounding of small values).
+pub fn agrees(histogram_ms: f64, exact_ms: f64) -> bool {
+    (histogram_ms - exact_ms).abs() <= exact_ms.abs() * 0.002 + 0.001
+}
+
+/// Whether a phase counts toward results.
+pub fn is_measured_phase(phase: RunPhase) -> bool {
+    counts(phase.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn snapshot(worker: &str, phase: &str, qps: f64, latencies: &[u64]) -> SnapshotRow {
+        let mut histogram = LatencyHistogram::new();
+        for micros in latencies {
+            histogram.record_micros(*micros);
+        }
+        SnapshotRow {
+            worker_id: worker.to_owned(),
+            phase: phase.to_owned(),
+            qps,
+            total_queries: latencies.len() as i64,
+            p95_latency_ms: histogram.percentile_ms(95.0),
+            p99_latency_ms: histogram.percentile_ms(99.0),
+            latency_histogram: Some(histogram.to_base64()),
+            timestamp: Utc::now(),
+            ..Default::default()
+        }
+    }
+
+    fn view(worker: &str, health: WorkerHealth, latest: SnapshotRow) -> WorkerView {
+        WorkerView {
+            heartbeat: HeartbeatRow {
+                run_id: "r".into(),
+                worker_id: worker.into(),
+                worker_group_id: 0,
+                status: WorkerStatus::Running,
+                phase: None,
+                last_heartbeat: None,
+                heartbeat_count: 1,
+                active_connections: 4,
+                target_connections: 4,
+                last_error: None,
+                error_count: 0,
+                created_at: None,
+                updated_at: None,
+            },
+            health,
+            heartbeat_age: Duration::ZERO,
+            latest: Some(latest),
+        }
+    }
+
+    #[test]
+    fn live_sums_and_merges_measuring_workers() {
+        let workers = [
+            view("worker-0", WorkerHealth::Healthy, snapshot("worker-0", "MEASUREMENT", 100.5, &[1000, 2000, 3000])),
+            view("worker-1", WorkerHealth::Stale, snapshot("worker-1", "MEASUREMENT", 50.0, &[10_000])),
+            view("worker-2", WorkerHealth::Dead, snapshot("worker-2", "MEASUREMENT", 999.0, &[1])),
+            view("worker-3", WorkerHealth::Healthy, snapshot("worker-3", "WARMUP", 77.0, &[5])),
+        ];
+        let live = live_aggregate(&workers);
+        assert!(live.measuring);
+        assert_eq!(live.qps, 150.5, "dead and warming-up workers are left out");
+        assert_eq!(live.total_ops, 4);
+        assert_eq!(live.workers_healthy, 2);
+        assert_eq!(live.workers_stale, 1);
+        assert_eq!(live.workers_dead, 1);
+        assert_eq!(live.active_connections, 12);
+        let p99 = live.latency.p99.unwrap();
+        assert!((p99 - 10.0).abs() < 0.02, "{p99}");
+        assert_eq!(live.worst_p95, workers[1].latest.as_ref().unwrap().p95_latency_ms);
+    }
+
+    #[test]
+    fn exact_percentile_uses_nearest_rank() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(exact_percentile(&mut values, 95.0), Some(95.0));
+        assert_eq!(exact_percentile(&mut values, 100.0), Some(100.0));
+        assert_eq!(exact_percentile(&mut [], 50.0), None);
+        assert!(agrees(95.05, 95.0));
+        assert!(!agrees(96.0, 95.0));
+    }
+}

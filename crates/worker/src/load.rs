@@ -1,0 +1,308 @@
+//! Load generation: one tokio task per logical target connection, each with
+//! its own target session, running the workload back to back (closed loop)
+//! or paced to a share of the target QPS (open loop).
+//!
+//! In open loop each query has an intended start time on a fixed schedule,
+//! and its latency is measured from that time, not from when it actually
+//! started: a target that falls behind shows its queueing in the latency
+//! instead of hiding it (no coordinated omission).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinHandle;
+use unibench_store::{new_id, ExecutionRow};
+use unibench_target::{TargetConfig, TargetConnection};
+
+use crate::metrics::Metrics;
+use crate::sink::{Level, Sink};
+use crate::workload::CompiledWorkload;
+
+/// How long a connection waits before it tries to reconnect.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// State shared by the connection tasks and the worker.
+pub struct LoadShared {
+    pub workload: Arc<CompiledWorkload>,
+    /// The SQL of each operation, with `{table}` expanded.
+    pub statements: Vec<String>,
+    pub target: TargetConfig,
+    pub metrics: Arc<Metrics>,
+    pub sink: Arc<Sink>,
+    /// Connections the worker should hold now.
+    desired: AtomicU32,
+    /// Target QPS for the whole worker as `f64` bits; 0 means closed loop.
+    qps_bits: AtomicU64,
+    /// Set when the worker drains: no connection starts another query.
+    stopping: AtomicBool,
+    /// Connections open and running the workload.
+    open: AtomicU32,
+    /// The first fatal workload error (for example SQL the target rejects).
+    fatal: Mutex<Option<String>>,
+}
+
+impl LoadShared {
+    pub fn new(
+        workload: Arc<CompiledWorkload>,
+        statements: Vec<String>,
+        target: TargetConfig,
+        metrics: Arc<Metrics>,
+        sink: Arc<Sink>,
+    ) -> Self {
+        LoadShared {
+            workload,
+            statements,
+            target,
+            metrics,
+            sink,
+            desired: AtomicU32::new(0),
+            qps_bits: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            open: AtomicU32::new(0),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    pub fn open_connections(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn desired_connections(&self) -> u32 {
+        self.desired.load(Ordering::Relaxed)
+    }
+
+    fn qps(&self) -> Option<f64> {
+        let qps = f64::from_bits(self.qps_bits.load(Ordering::Relaxed));
+        (qps > 0.0).then_some(qps)
+    }
+
+    pub fn fatal_error(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|fatal| fatal.clone())
+    }
+
+    fn set_fatal(&self, message: String) {
+        if let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert(message);
+        }
+    }
+
+    fn keeps_running(&self, slot: u32) -> bool {
+        !self.stopping.load(Ordering::Relaxed) && slot < self.desired.load(Ordering::Relaxed)
+    }
+}
+
+/// A linear change of the connection target over time.
+#[derive(Debug, Clone, Copy)]
+struct Ramp {
+    from: u32,
+    to: u32,
+    started: Instant,
+    duration: Duration,
+}
+
+impl Ramp {
+    fn current(&self, now: Instant) -> u32 {
+        let progress = now.duration_since(self.started).as_secs_f64() / self.duration.as_secs_f64().max(1e-9);
+        if progress >= 1.0 {
+            return self.to;
+        }
+        let value = f64::from(self.from) + (f64::from(self.to) - f64::from(self.from)) * progress;
+        value.round() as u32
+    }
+}
+
+/// Owns the connection tasks and keeps their number at the target.
+pub struct LoadGenerator {
+    shared: Arc<LoadShared>,
+    slots: Vec<Option<JoinHandle<()>>>,
+    ramp: Option<Ramp>,
+    target: u32,
+}
+
+impl LoadGenerator {
+    pub fn new(shared: Arc<LoadShared>) -> Self {
+        LoadGenerator { shared, slots: Vec::new(), ramp: None, target: 0 }
+    }
+
+    /// Sets an absolute target. With `ramp` the number of connections moves
+    /// linearly from the current number to the target over that time;
+    /// without it the change applies at once.
+    pub fn set_target(&mut self, connections: u32, qps: Option<f64>, ramp: Option<Duration>) {
+        self.shared.qps_bits.store(qps.unwrap_or(0.0).max(0.0).to_bits(), Ordering::Relaxed);
+        if connections == self.target && self.ramp.is_none() {
+            return;
+        }
+        let current = self.shared.desired_connections();
+        self.target = connections;
+        self.ramp = ramp
+            .filter(|ramp| !ramp.is_zero() && current != connections)
+            .map(|duration| Ramp { from: current, to: connections, started: Instant::now(), duration });
+        self.maintain();
+    }
+
+    /// Advances a ramp and starts tasks for connection slots below the
+    /// current target. Slots above it end on their own after their query.
+    pub fn maintain(&mut self) {
+        let desired = match self.ramp {
+            Some(ramp) => {
+                let value = ramp.current(Instant::now());
+                if value == ramp.to {
+                    self.ramp = None;
+                }
+                value
+            }
+            None => self.target,
+        };
+        self.shared.desired.store(desired, Ordering::Relaxed);
+        if self.shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let desired = desired as usize;
+        if self.slots.len() < desired {
+            self.slots.resize_with(desired, || None);
+        }
+        for slot in 0..desired {
+            let running = self.slots[slot].as_ref().is_some_and(|task| !task.is_finished());
+            if !running {
+                let shared = Arc::clone(&self.shared);
+                self.slots[slot] = Some(tokio::spawn(run_connection(shared, slot as u32)));
+            }
+        }
+    }
+
+    /// Stops starting queries and waits up to `timeout` for in-flight ones;
+    /// connections still busy then are abandoned. Returns how many were.
+    pub async fn drain(&mut self, timeout: Duration) -> usize {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut abandoned = 0;
+        for task in self.slots.iter_mut().filter_map(Option::take) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+                abandoned += 1;
+            }
+        }
+        abandoned
+    }
+}
+
+/// One logical connection: connects, prepares the workload's statements,
+/// then runs queries until the slot is above the target or the worker
+/// drains. Reconnects after a lost connection.
+async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
+    let mut rng = SmallRng::from_entropy();
+    while shared.keeps_running(slot) {
+        let mut connection = match open_connection(&shared).await {
+            Ok(connection) => connection,
+            Err(ConnectionFailure::Fatal) => return,
+            Err(ConnectionFailure::Retry) => {
+                tokio::time::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        shared.open.fetch_add(1, Ordering::Relaxed);
+        let lost = run_queries(&shared, slot, &mut connection, &mut rng).await;
+        shared.open.fetch_sub(1, Ordering::Relaxed);
+        drop(connection);
+        if lost {
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
+    }
+}
+
+enum ConnectionFailure {
+    Retry,
+    Fatal,
+}
+
+async fn open_connection(shared: &LoadShared) -> Result<TargetConnection, ConnectionFailure> {
+    let mut connection = match TargetConnection::open(&shared.target).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            shared.sink.log(Level::Error, format!("cannot connect to the target: {error}"), None);
+            return Err(ConnectionFailure::Retry);
+        }
+    };
+    if let Err(error) = connection.prepare(&shared.statements).await {
+        if error.is_connection_lost() {
+            shared.sink.log(Level::Error, format!("target connection lost while preparing: {error}"), None);
+            return Err(ConnectionFailure::Retry);
+        }
+        let message = format!("the target rejected the workload's SQL: {error}");
+        shared.sink.log(Level::Error, message.clone(), None);
+        shared.set_fatal(message);
+        return Err(ConnectionFailure::Fatal);
+    }
+    Ok(connection)
+}
+
+/// Runs queries on one connection. Returns `true` when the connection was
+/// lost and should be reopened.
+async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConnection, rng: &mut SmallRng) -> bool {
+    let mut next_start = Instant::now();
+    let connection_id = connection.session_id();
+    while shared.keeps_running(slot) {
+        let intended = match shared.qps() {
+            Some(qps) => {
+                let interval = Duration::from_secs_f64(f64::from(shared.desired_connections().max(1)) / qps);
+                let intended = next_start;
+                next_start += interval;
+                let now = Instant::now();
+                if intended > now {
+                    tokio::time::sleep_until(intended.into()).await;
+                    if !shared.keeps_running(slot) {
+                        break;
+                    }
+                }
+                intended
+            }
+            None => Instant::now(),
+        };
+
+        let (operation, params) = shared.workload.next(rng);
+        let kind = shared.workload.operations()[operation].kind;
+        let wall_start = Utc::now();
+        let result = connection.execute(operation, &params).await;
+        let latency = intended.elapsed();
+        let success = result.is_ok();
+        let warmup = shared.metrics.record(kind, latency, success);
+
+        let draw: f64 = rng.gen();
+        if shared.sink.keeps(success, draw) {
+            let identity = &shared.sink.identity;
+            let (rows_affected, error) = match &result {
+                Ok(outcome) => (i64::try_from(outcome.rows_affected).ok(), None),
+                Err(error) => (None, Some(error.to_string())),
+            };
+            shared.sink.push_execution(ExecutionRow {
+                execution_id: new_id(),
+                run_id: identity.run_id.clone(),
+                test_id: identity.test_id.clone(),
+                worker_id: identity.worker_id.clone(),
+                query_kind: kind.as_str().to_owned(),
+                query_id: None,
+                start_time: wall_start,
+                end_time: Utc::now(),
+                app_elapsed_ms: latency.as_secs_f64() * 1000.0,
+                success,
+                error,
+                rows_affected,
+                connection_id: Some(connection_id),
+                warmup,
+                ..Default::default()
+            });
+        }
+        if let Err(error) = result {
+            if error.is_connection_lost() {
+                shared.sink.log(Level::Error, format!("target connection lost: {error}"), None);
+                return true;
+            }
+        }
+    }
+    false
+}

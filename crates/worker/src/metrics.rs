@@ -1,0 +1,215 @@
+//! The worker's measurements: latency histograms per query kind and
+//! overall, and counters, split into the current interval (emptied at each
+//! snapshot) and the cumulative measurement totals (the final results).
+//!
+//! Every completed query is recorded under one lock together with the
+//! decision whether it counts (measurement) or not (warmup), so that the
+//! counters, the histograms and the `WARMUP` flag of its execution row can
+//! never disagree.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use unibench_model::scenario::QueryKind;
+use unibench_model::LatencyHistogram;
+
+/// Number of query kinds, for per-kind arrays.
+const KINDS: usize = 6;
+
+fn kind_index(kind: QueryKind) -> usize {
+    match kind {
+        QueryKind::PointLookup => 0,
+        QueryKind::RangeScan => 1,
+        QueryKind::Insert => 2,
+        QueryKind::Update => 3,
+        QueryKind::Delete => 4,
+        QueryKind::Custom => 5,
+    }
+}
+
+/// Counts and histograms over some span of queries.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub queries: u64,
+    /// Latencies above the clamp that were recorded as the clamp.
+    pub clamped: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub errors: u64,
+    pub overall: LatencyHistogram,
+    pub per_kind: [Option<LatencyHistogram>; KINDS],
+}
+
+impl Tally {
+    fn record(&mut self, kind: QueryKind, latency: Duration, success: bool, clamp: Duration) {
+        self.queries = self.queries.saturating_add(1);
+        let latency = if latency > clamp {
+            self.clamped = self.clamped.saturating_add(1);
+            clamp
+        } else {
+            latency
+        };
+        if kind.is_write() {
+            self.writes = self.writes.saturating_add(1);
+        } else {
+            self.reads = self.reads.saturating_add(1);
+        }
+        if !success {
+            self.errors = self.errors.saturating_add(1);
+        }
+        self.overall.record(latency);
+        self.per_kind[kind_index(kind)].get_or_insert_with(LatencyHistogram::new).record(latency);
+    }
+
+    /// Adds another tally's counts and histograms to this one.
+    pub fn merge(&mut self, other: &Tally) {
+        self.queries = self.queries.saturating_add(other.queries);
+        self.clamped = self.clamped.saturating_add(other.clamped);
+        self.reads = self.reads.saturating_add(other.reads);
+        self.writes = self.writes.saturating_add(other.writes);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.overall.merge(&other.overall);
+        for (mine, theirs) in self.per_kind.iter_mut().zip(&other.per_kind) {
+            if let Some(theirs) = theirs {
+                mine.get_or_insert_with(LatencyHistogram::new).merge(theirs);
+            }
+        }
+    }
+
+    /// The histogram of one query kind, if any query of that kind ran.
+    pub fn kind(&self, kind: QueryKind) -> Option<&LatencyHistogram> {
+        self.per_kind[kind_index(kind)].as_ref()
+    }
+}
+
+/// Whether completed queries count toward the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Warmup: queries run and are logged as warmup, but are not counted.
+    Warmup,
+    /// Measurement: queries are counted.
+    Measurement,
+}
+
+#[derive(Debug)]
+struct State {
+    counting: Counting,
+    interval: Tally,
+    interval_started: Instant,
+}
+
+/// The shared recorder every connection task writes into.
+#[derive(Debug)]
+pub struct Metrics {
+    state: Mutex<State>,
+    clamp: Duration,
+}
+
+/// One interval's measurements, taken at a snapshot.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub tally: Tally,
+    pub elapsed: Duration,
+    pub counting: Counting,
+}
+
+impl Metrics {
+    /// A recorder that clamps latencies above `clamp` (at most one hour).
+    pub fn new(counting: Counting, clamp: Duration) -> Self {
+        let highest = Duration::from_micros(unibench_model::histogram::HIGHEST_MICROS);
+        Metrics {
+            state: Mutex::new(State { counting, interval: Tally::default(), interval_started: Instant::now() }),
+            clamp: clamp.min(highest),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock would leave plain counters behind,
+        // which are still valid to read, so a poisoned lock is recovered.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a completed query and returns whether it was a warmup query.
+    pub fn record(&self, kind: QueryKind, latency: Duration, success: bool) -> bool {
+        let mut state = self.lock();
+        match state.counting {
+            Counting::Warmup => true,
+            Counting::Measurement => {
+                state.interval.record(kind, latency, success, self.clamp);
+                false
+            }
+        }
+    }
+
+    /// Switches to measurement. Returns `true` only the first time, when the
+    /// interval is emptied so that measurement starts from zero.
+    pub fn start_measurement(&self) -> bool {
+        let mut state = self.lock();
+        if state.counting == Counting::Measurement {
+            return false;
+        }
+        state.counting = Counting::Measurement;
+        state.interval = Tally::default();
+        state.interval_started = Instant::now();
+        true
+    }
+
+    pub fn counting(&self) -> Counting {
+        self.lock().counting
+    }
+
+    /// Takes the interval's measurements and starts a new interval.
+    pub fn take_interval(&self) -> Interval {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let elapsed = now.duration_since(state.interval_started);
+        state.interval_started = now;
+        let tally = std::mem::take(&mut state.interval);
+        Interval { tally, elapsed, counting: state.counting }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_queries_are_not_counted() {
+        let metrics = Metrics::new(Counting::Warmup, Duration::from_secs(3600));
+        assert!(metrics.record(QueryKind::PointLookup, Duration::from_millis(1), true));
+        assert_eq!(metrics.take_interval().tally.queries, 0);
+        assert!(metrics.start_measurement());
+        assert!(!metrics.start_measurement(), "the switch happens once");
+        assert!(!metrics.record(QueryKind::Update, Duration::from_millis(2), false));
+        let interval = metrics.take_interval();
+        assert_eq!(interval.tally.queries, 1);
+        assert_eq!(interval.tally.writes, 1);
+        assert_eq!(interval.tally.errors, 1);
+        assert!(interval.tally.kind(QueryKind::Update).is_some());
+        assert!(interval.tally.kind(QueryKind::PointLookup).is_none());
+    }
+
+    #[test]
+    fn slow_queries_are_clamped_and_counted() {
+        let metrics = Metrics::new(Counting::Measurement, Duration::from_millis(200));
+        metrics.record(QueryKind::Custom, Duration::from_millis(500), true);
+        metrics.record(QueryKind::Custom, Duration::from_millis(5), true);
+        let tally = metrics.take_interval().tally;
+        assert_eq!(tally.queries, 2);
+        assert_eq!(tally.clamped, 1);
+        let max = tally.overall.max_ms().unwrap();
+        assert!((max - 200.0).abs() < 0.5, "{max}");
+    }
+
+    #[test]
+    fn merge_adds_counts_and_histograms() {
+        let metrics = Metrics::new(Counting::Measurement, Duration::from_secs(3600));
+        metrics.record(QueryKind::PointLookup, Duration::from_millis(1), true);
+        let mut total = metrics.take_interval().tally;
+        metrics.record(QueryKind::PointLookup, Duration::from_millis(3), true);
+        total.merge(&metrics.take_interval().tally);
+        assert_eq!(total.queries, 2);
+        assert_eq!(total.overall.len(), 2);
+        assert_eq!(total.kind(QueryKind::PointLookup).map(|h| h.len()), Some(2));
+    }
+}

@@ -1,0 +1,147 @@
+//! Buffers for what the worker writes in batches: query executions and log
+//! lines. Connection tasks push into them; the worker's writer drains them
+//! into the store, and puts rows back when the store is unreachable, so
+//! that a clean stop flushes everything that ran.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::sync::Notify;
+use unibench_model::scenario::QueryLogPolicy;
+use unibench_store::{new_id, ExecutionRow, LogRow};
+
+/// Most execution rows held while the store is unreachable. Past this,
+/// new rows are dropped and counted, so that a long store outage cannot
+/// exhaust the worker's memory.
+pub const MAX_BUFFERED_EXECUTIONS: usize = 500_000;
+
+/// Log levels as stored in `TEST_LOGS.LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// Where a worker's rows are attributed.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub run_id: String,
+    pub test_id: String,
+    pub worker_id: String,
+}
+
+#[derive(Debug)]
+pub struct Sink {
+    pub identity: Identity,
+    policy: QueryLogPolicy,
+    executions: Mutex<Vec<ExecutionRow>>,
+    logs: Mutex<Vec<LogRow>>,
+    dropped_executions: AtomicU64,
+    /// Woken when a warning or error is logged, which is written at once.
+    pub urgent: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded vectors stay valid even if a holder panicked.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Sink {
+    pub fn new(identity: Identity, policy: QueryLogPolicy) -> Self {
+        Sink {
+            identity,
+            policy,
+            executions: Mutex::default(),
+            logs: Mutex::default(),
+            dropped_executions: AtomicU64::new(0),
+            urgent: Notify::new(),
+        }
+    }
+
+    /// Whether the `query_log` policy keeps an execution; `draw` is a
+    /// uniform number in [0, 1) used for sampling.
+    pub fn keeps(&self, success: bool, draw: f64) -> bool {
+        match self.policy {
+            QueryLogPolicy::All => true,
+            QueryLogPolicy::Sample(fraction) => draw < fraction,
+            QueryLogPolicy::Errors => !success,
+            QueryLogPolicy::Off => false,
+        }
+    }
+
+    pub fn push_execution(&self, row: ExecutionRow) {
+        let mut executions = lock(&self.executions);
+        if executions.len() >= MAX_BUFFERED_EXECUTIONS {
+            self.dropped_executions.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        executions.push(row);
+    }
+
+    /// Takes up to `max` buffered executions, oldest first.
+    pub fn take_executions(&self, max: usize) -> Vec<ExecutionRow> {
+        let mut executions = lock(&self.executions);
+        let count = executions.len().min(max);
+        executions.drain(..count).collect()
+    }
+
+    /// Puts executions that could not be written back in front of the
+    /// buffer.
+    pub fn return_executions(&self, mut rows: Vec<ExecutionRow>) {
+        let mut executions = lock(&self.executions);
+        rows.append(&mut executions);
+        *executions = rows;
+    }
+
+    pub fn buffered_executions(&self) -> usize {
+        lock(&self.executions).len()
+    }
+
+    /// Executions dropped because the buffer was full.
+    pub fn dropped_executions(&self) -> u64 {
+        self.dropped_executions.load(Ordering::Relaxed)
+    }
+
+    /// Buffers a log line for `TEST_LOGS`; warnings and errors wake the
+    /// writer at once.
+    pub fn log(&self, level: Level, message: impl Into<String>, details: Option<Value>) {
+        let row = LogRow {
+            log_id: new_id(),
+            run_id: self.identity.run_id.clone(),
+            test_id: self.identity.test_id.clone(),
+            worker_id: Some(self.identity.worker_id.clone()),
+            level: level.as_str().to_owned(),
+            message: message.into(),
+            details,
+            timestamp: Utc::now(),
+            created_at: None,
+        };
+        lock(&self.logs).push(row);
+        if level >= Level::Warn {
+            self.urgent.notify_one();
+        }
+    }
+
+    pub fn take_logs(&self) -> Vec<LogRow> {
+        std::mem::take(&mut *lock(&self.logs))
+    }
+
+    pub fn return_logs(&self, mut rows: Vec<LogRow>) {
+        let mut logs = lock(&self.logs);
+        rows.append(&mut logs);
+        *logs = rows;
+    }
+}
