@@ -32,7 +32,7 @@ pub struct SpawnError {
 }
 
 /// A started worker.
-pub trait WorkerHandle: Send {
+pub trait WorkerHandle: Send + Sync {
     /// The exit code once the worker has exited (`Some(None)` when it was
     /// killed by a signal), `None` while it runs.
     fn exit_status(&mut self) -> Option<Option<i32>>;

@@ -23,6 +23,9 @@ pub struct Outcome {
 /// true, the connection is unusable: close it and open a new one.
 pub struct TargetConnection {
     session: Session,
+    /// Set by the first error that ended the session. The driver may
+    /// notice the closed socket only after that error is returned.
+    lost: bool,
 }
 
 pub(crate) enum Session {
@@ -50,7 +53,7 @@ impl TargetConnection {
             ),
             Endpoint::Sqlite { path } => Session::Sqlite(SqliteSession::open(path).await?),
         };
-        Ok(TargetConnection { session })
+        Ok(TargetConnection { session, lost: false })
     }
 
     pub fn backend(&self) -> Backend {
@@ -73,10 +76,11 @@ impl TargetConnection {
     /// Whether the session has ended, for example because the server
     /// closed it.
     pub fn is_closed(&self) -> bool {
-        match &self.session {
-            Session::Postgres(session) => session.is_closed(),
-            Session::Sqlite(session) => session.is_closed(),
-        }
+        self.lost
+            || match &self.session {
+                Session::Postgres(session) => session.is_closed(),
+                Session::Sqlite(session) => session.is_closed(),
+            }
     }
 
     /// Prepares each statement once on this session. `execute` refers to
@@ -84,19 +88,28 @@ impl TargetConnection {
     /// for parameters on every backend, and `{table}` must already be
     /// expanded. Calling it again replaces the prepared statements.
     pub async fn prepare(&mut self, statements: &[String]) -> Result<(), TargetError> {
-        match &mut self.session {
+        let result = match &mut self.session {
             Session::Postgres(session) => session.prepare(statements).await,
             Session::Sqlite(session) => session.prepare(statements).await,
-        }
+        };
+        self.note_lost(result)
     }
 
     /// Runs prepared statement `statement` with `params` bound to `$1`,
     /// `$2`, ... in order.
     pub async fn execute(&mut self, statement: usize, params: &[ParamValue]) -> Result<Outcome, TargetError> {
-        match &mut self.session {
+        let result = match &mut self.session {
             Session::Postgres(session) => session.execute(statement, params).await,
             Session::Sqlite(session) => session.execute(statement, params).await,
+        };
+        self.note_lost(result)
+    }
+
+    fn note_lost<T>(&mut self, result: Result<T, TargetError>) -> Result<T, TargetError> {
+        if result.as_ref().is_err_and(TargetError::is_connection_lost) {
+            self.lost = true;
         }
+        result
     }
 
     /// Ends the session and waits (briefly, for PostgreSQL) until it is

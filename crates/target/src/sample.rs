@@ -28,6 +28,11 @@ pub const SMALL_TABLE_PAGES: i64 = 1024;
 /// short sample unlikely.
 const OVERSAMPLE: f64 = 4.0;
 
+/// How often a `TABLESAMPLE` that returned fewer rows than requested is
+/// repeated, each time over this many times the previous share of pages.
+const SHORT_SAMPLE_RETRIES: usize = 2;
+const SHORT_SAMPLE_GROWTH: f32 = 4.0;
+
 /// Rows per page assumed for a table that has never been analysed
 /// (`pg_class.reltuples` unknown). This is an estimate: narrow rows fit
 /// more, wide rows fewer.
@@ -199,14 +204,18 @@ fn choose_method(size: RelationSize, limit: i64) -> SampleMethod {
     SampleMethod::System { percent: percent as f32 }
 }
 
+/// Sums the sizes of the relation and, for a partitioned table, of its
+/// partitions. `pg_partition_tree` (PostgreSQL 12 or later) returns no
+/// rows for a relation that is not partitioned. The analysed counts skip
+/// partitioned tables themselves, whose `reltuples` repeats the count of
+/// their partitions.
 const POSTGRES_RELATION_SIZE: &str = "\
     SELECT c.relkind::text, \
            COALESCE(sum(pg_relation_size(p.oid)), 0)::int8 / current_setting('block_size')::int8, \
-           COALESCE(sum(GREATEST(p.reltuples, 0)), 0)::float8, \
-           COALESCE(sum(p.relpages), 0)::int8 \
+           COALESCE(sum(GREATEST(p.reltuples, 0)) FILTER (WHERE p.relkind <> 'p'), 0)::float8, \
+           COALESCE(sum(p.relpages) FILTER (WHERE p.relkind <> 'p'), 0)::int8 \
     FROM pg_class AS c \
-    LEFT JOIN pg_partition_tree(c.oid) AS t ON true \
-    LEFT JOIN pg_class AS p ON p.oid = t.relid \
+    JOIN pg_class AS p ON p.oid = c.oid OR p.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) AS t) \
     WHERE c.oid = $1::text::regclass \
     GROUP BY c.relkind";
 
@@ -242,14 +251,24 @@ async fn postgres_sample(
 
     let (min, max) = postgres_bounds(session, table, key, cast).await?;
     let size = postgres_relation_size(session, table).await?;
-    let method = choose_method(size, limit);
-    tracing::debug!(table, ?method, pages = size.pages, "sampling PostgreSQL key values");
+    tracing::debug!(table, pages = size.pages, analysed_rows = size.analysed_rows, "sampling PostgreSQL key values");
 
-    let values = postgres_values(session, &postgres_sample_sql(method, table, key, cast), limit).await?;
+    let mut method = choose_method(size, limit);
+    let mut values = postgres_values(session, &postgres_sample_sql(method, table, key, cast), limit).await?;
+    for _ in 0..SHORT_SAMPLE_RETRIES {
+        // Sampled pages hold a random number of rows, so a sample can come
+        // back short. Retry with a larger share of the table.
+        let SampleMethod::System { percent } = method else { break };
+        if values.len() as i64 >= limit || percent >= 100.0 {
+            break;
+        }
+        method = SampleMethod::System { percent: (percent * SHORT_SAMPLE_GROWTH).min(100.0) };
+        values = postgres_values(session, &postgres_sample_sql(method, table, key, cast), limit).await?;
+    }
     if values.is_empty() && matches!(method, SampleMethod::System { .. }) && min.is_some() {
-        // The sampled pages contained no rows (a mostly empty table), so
-        // read the lowest keys instead, which an index on the key returns
-        // cheaply.
+        // The sampled pages still contained no rows (a table of mostly
+        // dead rows), so read the lowest keys instead, which an index on
+        // the key returns cheaply.
         let sql = postgres_sample_sql(SampleMethod::Lowest, table, key, cast);
         let values = postgres_values(session, &sql, limit).await?;
         return Ok(KeySample { min, max, values, method: SampleMethod::Lowest });

@@ -362,13 +362,17 @@ async fn sample_small_table_reads_bounds_and_values() {
 #[tokio::test]
 async fn sample_large_table_uses_tablesample() {
     let database = TestDatabase::create().await;
-    // About 12 MiB: over the 8 MiB limit for a full shuffle.
+    // About 12 MiB each: over the 8 MiB limit for a full shuffle.
     database
         .client()
         .await
         .batch_execute(
             "CREATE TABLE events (id int8 PRIMARY KEY, payload text); \
-             INSERT INTO events SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g; ANALYZE events",
+             INSERT INTO events SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g; ANALYZE events; \
+             CREATE TABLE split (id int8, payload text) PARTITION BY RANGE (id); \
+             CREATE TABLE split_low PARTITION OF split FOR VALUES FROM (1) TO (25001); \
+             CREATE TABLE split_high PARTITION OF split FOR VALUES FROM (25001) TO (50001); \
+             INSERT INTO split SELECT * FROM events; ANALYZE split",
         )
         .await
         .unwrap();
@@ -383,6 +387,12 @@ async fn sample_large_table_uses_tablesample() {
     );
     let spread = sample.values.iter().filter(|value| value.as_i64().is_some_and(|key| key > 25_000)).count();
     assert!(spread > 0 && spread < 100, "the sample is not spread over the table: {spread} of 100 above the middle");
+
+    // A partitioned table is sized by its partitions.
+    let split = sample_keys(&database.target(), "split", "id", 100).await.unwrap();
+    assert_eq!(split.values.len(), 100);
+    assert!(matches!(split.method, SampleMethod::System { .. }), "{:?}", split.method);
+    assert_eq!(split.max, Some(serde_json::json!(50000)));
 }
 
 #[tokio::test]

@@ -1,0 +1,777 @@
+//! The per-run control loop. One task per run owns the run's worker
+//! handles and ticks once a second:
+//!
+//! - `Registering`: workers are spawned; wait until every one has written
+//!   a heartbeat (the registration timeout fails the run and names the
+//!   missing workers).
+//! - `Active`: the run is `RUNNING`; each tick reads heartbeats and the
+//!   latest snapshots, judges health on the store's clock, aggregates,
+//!   moves warmup to measurement, ends the measurement after the duration,
+//!   fails the run on a dead worker or a fatal worker exit, and handles
+//!   stop requests.
+//! - `Stopping`: `STOP` was emitted; wait for every worker to exit. Workers
+//!   still alive 10 s after the drain deadline get SIGTERM, and SIGKILL
+//!   after that. The reason is written to `STATUS_REASON` and `TEST_LOGS`.
+//! - `Finishing`: `PROCESSING`, final rollups, terminal status.
+//!
+//! Rollups are written only when something changed, and `UPDATED_AT` is
+//! touched at least every 10 s as the orchestrator's own heartbeat.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use unibench_model::event::{SetPhaseEvent, StartEvent, StopEvent, StopInitiator};
+use unibench_model::scenario::{ScenarioConfig, Timings};
+use unibench_model::status::HealthThresholds;
+use unibench_model::target::{split_evenly, worker_id, WorkerTarget, WorkerTargets};
+use unibench_model::{ControlEventPayload, EventScope, RunPhase, RunStatus, WorkerHealth};
+use unibench_store::{
+    ExecutionFilter, LogRow, NewControlEvent, Page, RunStatusRow, RunStatusUpdate, SnapshotFilter, Store, TestResultRow,
+};
+
+use crate::rollup::{self, LiveAggregate, WorkerView};
+use crate::spawner::{WorkerHandle, WorkerLaunch, WorkerSpawner};
+
+/// How often the loop ticks.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Longest time between two writes of `RUN_STATUS`, so that workers see
+/// the orchestrator alive.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Time between SIGTERM and SIGKILL for workers that ignore a stop.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Rows read per page when loading snapshots or executions for rollups.
+const ROLLUP_PAGE: u32 = 10_000;
+
+/// A request sent to a run's loop.
+#[derive(Debug, Clone, Copy)]
+pub enum RunCommand {
+    Stop(StopInitiator),
+    /// Ends every worker at once (a second Ctrl-C).
+    ForceStop,
+}
+
+/// One worker as shown live.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerLive {
+    pub worker_id: String,
+    pub worker_group_id: i64,
+    pub status: String,
+    pub phase: Option<String>,
+    pub health: WorkerHealth,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub last_heartbeat_ago_s: f64,
+    pub qps: f64,
+    pub p95_latency_ms: Option<f64>,
+    pub error_count: i64,
+    pub active_connections: i64,
+    pub target_connections: i64,
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+}
+
+/// The state of a run at one tick, for terminals and dashboards.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatus {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub phase: RunPhase,
+    pub elapsed_seconds: f64,
+    pub workers_expected: u32,
+    pub workers_registered: u32,
+    pub aggregate: LiveAggregate,
+    pub workers: Vec<WorkerLive>,
+    pub reason: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub reason: Option<String>,
+}
+
+/// What the loop needs to run one run.
+pub struct RunContext {
+    pub store: Arc<Store>,
+    pub spawner: Arc<dyn WorkerSpawner>,
+    pub run_id: String,
+    pub scenario: ScenarioConfig,
+    pub worker_count: u32,
+    pub worker_store_url: String,
+    pub connections_file: Option<std::path::PathBuf>,
+    pub commands: mpsc::Receiver<RunCommand>,
+    pub updates: watch::Sender<LiveStatus>,
+}
+
+/// Why the run is stopping, and the status it will end with.
+#[derive(Debug, Clone)]
+struct Stopping {
+    final_status: RunStatus,
+    reason: String,
+    requested_at: Instant,
+    drain: Duration,
+    terminated: bool,
+    killed_at: Option<Instant>,
+}
+
+struct Worker {
+    id: String,
+    handle: Box<dyn WorkerHandle>,
+}
+
+struct RunLoop {
+    ctx: RunContext,
+    timings: Timings,
+    workers: Vec<Worker>,
+    started: Option<(Instant, DateTime<Utc>)>,
+    measurement_started: Option<(Instant, DateTime<Utc>)>,
+    measurement_ended: Option<Instant>,
+    phase: RunPhase,
+    status: RunStatus,
+    stopping: Option<Stopping>,
+    last_written: Option<(i64, i64, i64, i64)>,
+    last_touch: Instant,
+    registered: u32,
+}
+
+/// Drives a run from spawning its workers to its terminal status.
+pub async fn drive(ctx: RunContext) -> RunOutcome {
+    let timings = ctx.scenario.timings;
+    let mut run = RunLoop {
+        ctx,
+        timings,
+        workers: Vec::new(),
+        started: None,
+        measurement_started: None,
+        measurement_ended: None,
+        phase: RunPhase::Preparing,
+        status: RunStatus::Prepared,
+        stopping: None,
+        last_written: None,
+        last_touch: Instant::now(),
+        registered: 0,
+    };
+    let outcome = run.run().await;
+    // Whatever happened, no worker process outlives the loop for long.
+    run.reap_workers().await;
+    outcome
+}
+
+impl RunLoop {
+    fn duration(&self, seconds: f64) -> Duration {
+        Timings::duration(seconds)
+    }
+
+    async fn log(&self, level: &str, message: &str, details: Option<serde_json::Value>) {
+        match level {
+            "ERROR" => tracing::error!(run_id = %self.ctx.run_id, "{message}"),
+            "WARN" => tracing::warn!(run_id = %self.ctx.run_id, "{message}"),
+            _ => tracing::info!(run_id = %self.ctx.run_id, "{message}"),
+        }
+        let row = LogRow {
+            log_id: unibench_store::new_id(),
+            run_id: self.ctx.run_id.clone(),
+            test_id: self.ctx.run_id.clone(),
+            worker_id: None,
+            level: level.to_owned(),
+            message: message.to_owned(),
+            details,
+            timestamp: Utc::now(),
+            created_at: None,
+        };
+        if let Err(error) = self.ctx.store.insert_logs(&[row]).await {
+            tracing::warn!(%error, run_id = %self.ctx.run_id, "could not write an orchestrator log line");
+        }
+    }
+
+    async fn run(&mut self) -> RunOutcome {
+        if let Err(reason) = self.spawn_workers().await {
+            return self.finish_without_start(reason).await;
+        }
+        if let Err(reason) = self.wait_for_registration().await {
+            return self.finish_without_start(reason).await;
+        }
+        if let Err(error) = self.start().await {
+            return self.finish_without_start(format!("could not start the run: {error}")).await;
+        }
+        self.active_loop().await;
+        self.finish().await
+    }
+
+    async fn spawn_workers(&mut self) -> Result<(), String> {
+        let count = self.ctx.worker_count;
+        for group in 0..count {
+            let launch = WorkerLaunch {
+                run_id: self.ctx.run_id.clone(),
+                worker_id: worker_id(group),
+                worker_group_id: group,
+                worker_group_count: count,
+                store_url: self.ctx.worker_store_url.clone(),
+                connections_file: self.ctx.connections_file.clone(),
+            };
+            let handle = self.ctx.spawner.spawn(&launch).map_err(|error| error.to_string())?;
+            self.workers.push(Worker { id: launch.worker_id, handle });
+        }
+        self.log("INFO", &format!("spawned {count} workers"), Some(json!({"workers": count}))).await;
+        Ok(())
+    }
+
+    /// Waits until every worker has written a heartbeat.
+    async fn wait_for_registration(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + self.duration(self.timings.registration_seconds);
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            ticker.tick().await;
+            let heartbeats = self.ctx.store.list_heartbeats(&self.ctx.run_id).await.unwrap_or_default();
+            let registered: Vec<&str> = heartbeats.iter().map(|beat| beat.worker_id.as_str()).collect();
+            let missing: Vec<String> =
+                self.workers.iter().filter(|worker| !registered.contains(&worker.id.as_str())).map(|worker| worker.id.clone()).collect();
+            let count = (self.workers.len() - missing.len()) as u32;
+            if count != self.registered {
+                self.registered = count;
+                let update = RunStatusUpdate { workers_registered: Some(i64::from(count)), ..Default::default() };
+                self.ctx.store.update_run(&self.ctx.run_id, &update).await.ok();
+            }
+            self.publish(LiveAggregate::default(), Vec::new(), None);
+            if missing.is_empty() {
+                self.log("INFO", &format!("{count}/{count} workers registered"), None).await;
+                return Ok(());
+            }
+            for worker in &mut self.workers {
+                if let Some(code) = worker.handle.exit_status() {
+                    if missing.contains(&worker.id) {
+                        return Err(format!("worker {} exited before registering ({})", worker.id, describe_exit(code)));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "workers did not register within {} s: {}",
+                    self.timings.registration_seconds,
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
+
+    /// Marks the run `RUNNING`, records its start on the store's clock, and
+    /// emits `START` with the initial targets mirrored in `RUN_STATUS`.
+    async fn start(&mut self) -> Result<(), unibench_store::StoreError> {
+        let now = self.ctx.store.now().await?;
+        let warmup = self.timings_warmup();
+        self.phase = if warmup.is_zero() { RunPhase::Measurement } else { RunPhase::Warmup };
+        self.status = RunStatus::Running;
+        let targets = self.initial_targets();
+        let update = RunStatusUpdate {
+            status: Some(RunStatus::Running),
+            phase: Some(self.phase),
+            start_time: Some(Some(now)),
+            warmup_end_time: warmup.is_zero().then_some(Some(now)),
+            total_workers_expected: Some(i64::from(self.ctx.worker_count)),
+            workers_registered: Some(i64::from(self.ctx.worker_count)),
+            worker_targets: Some(serde_json::to_value(&targets).unwrap_or_default()),
+            ..Default::default()
+        };
+        let start = ControlEventPayload::Start(StartEvent { scope: EventScope::Run, expected_workers: self.ctx.worker_count });
+        self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&start)], Some(&update)).await?;
+        let instant = Instant::now();
+        self.started = Some((instant, now));
+        if warmup.is_zero() {
+            self.measurement_started = Some((instant, now));
+        }
+        self.last_touch = Instant::now();
+        self.log("INFO", &format!("run started in {}", self.phase), None).await;
+        Ok(())
+    }
+
+    fn timings_warmup(&self) -> Duration {
+        self.duration(self.ctx.scenario.template.workload.warmup_seconds)
+    }
+
+    fn initial_targets(&self) -> WorkerTargets {
+        let workload = &self.ctx.scenario.template.workload;
+        let count = self.ctx.worker_count;
+        let qps = workload.target_qps.map(|qps| qps / f64::from(count));
+        split_evenly(workload.concurrent_connections, count)
+            .into_iter()
+            .enumerate()
+            .map(|(group, connections)| {
+                (worker_id(group as u32), WorkerTarget { target_connections: connections, target_qps: qps })
+            })
+            .collect()
+    }
+
+    async fn active_loop(&mut self) {
+        let mut ticker = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                command = self.ctx.commands.recv() => match command {
+                    Some(RunCommand::Stop(initiated_by)) => self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await,
+                    Some(RunCommand::ForceStop) => self.force_stop().await,
+                    None => {}
+                },
+            }
+            if self.tick().await {
+                return;
+            }
+        }
+    }
+
+    /// One control tick. Returns `true` once every worker has finished
+    /// after a stop.
+    async fn tick(&mut self) -> bool {
+        let views = match self.read_workers().await {
+            Ok(views) => views,
+            Err(error) => {
+                tracing::warn!(%error, run_id = %self.ctx.run_id, "could not read worker state");
+                return self.stopping.is_some() && self.all_exited();
+            }
+        };
+        let aggregate = rollup::live_aggregate(&views);
+
+        if self.stopping.is_none() {
+            self.check_failures(&views).await;
+        }
+        if self.stopping.is_none() {
+            self.advance_phase().await;
+        }
+        self.write_rollup(&aggregate).await;
+        self.publish(aggregate, views.iter().map(worker_live).collect(), self.stopping.as_ref().map(|s| s.reason.clone()));
+
+        match &self.stopping {
+            Some(_) => {
+                self.escalate().await;
+                self.all_finished(&views)
+            }
+            None => false,
+        }
+    }
+
+    async fn read_workers(&self) -> Result<Vec<WorkerView>, unibench_store::StoreError> {
+        let store = &self.ctx.store;
+        let now = store.now().await?;
+        let heartbeats = store.list_heartbeats(&self.ctx.run_id).await?;
+        let latest = store.latest_snapshots(&self.ctx.run_id).await?;
+        let thresholds = HealthThresholds {
+            stale_after: self.duration(self.timings.stale_after_seconds),
+            dead_after: self.duration(self.timings.dead_after_seconds),
+        };
+        Ok(heartbeats
+            .into_iter()
+            .map(|heartbeat| {
+                let snapshot = latest.iter().find(|snapshot| snapshot.worker_id == heartbeat.worker_id).cloned();
+                WorkerView::new(heartbeat, snapshot, now, thresholds)
+            })
+            .collect())
+    }
+
+    /// One dead worker fails the run; so does a worker process that exits
+    /// with an error while the run is active.
+    async fn check_failures(&mut self, views: &[WorkerView]) {
+        if let Some(dead) = views.iter().find(|view| view.health == WorkerHealth::Dead) {
+            let reason = format!(
+                "worker_failure: worker {} is DEAD (no heartbeat for {} s)",
+                dead.heartbeat.worker_id,
+                dead.heartbeat_age.as_secs()
+            );
+            self.request_stop(RunStatus::Failed, &reason, StopInitiator::Orchestrator).await;
+            return;
+        }
+        let mut failed = None;
+        for worker in &mut self.workers {
+            if let Some(Some(code)) = worker.handle.exit_status() {
+                if code != 0 {
+                    failed = Some(format!("worker_failure: worker {} exited with code {code} ({})", worker.id, exit_meaning(code)));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failed {
+            self.request_stop(RunStatus::Failed, &reason, StopInitiator::Orchestrator).await;
+        }
+    }
+
+    /// Moves warmup to measurement, and ends the measurement after the
+    /// duration.
+    async fn advance_phase(&mut self) {
+        let Some((started, _)) = self.started else { return };
+        if self.phase == RunPhase::Warmup && started.elapsed() >= self.timings_warmup() {
+            let Ok(now) = self.ctx.store.now().await else { return };
+            let update = RunStatusUpdate {
+                phase: Some(RunPhase::Measurement),
+                warmup_end_time: Some(Some(now)),
+                ..Default::default()
+            };
+            let event = ControlEventPayload::SetPhase(SetPhaseEvent {
+                scope: EventScope::Run,
+                phase: RunPhase::Measurement,
+                effective_at: Some(now),
+            });
+            match self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&event)], Some(&update)).await {
+                Ok(_) => {
+                    self.phase = RunPhase::Measurement;
+                    self.measurement_started = Some((Instant::now(), now));
+                    self.last_touch = Instant::now();
+                    self.log("INFO", "warmup finished, measurement started", None).await;
+                }
+                Err(error) => tracing::warn!(%error, run_id = %self.ctx.run_id, "could not switch to measurement"),
+            }
+        }
+        let duration = self.duration(self.ctx.scenario.template.workload.duration_seconds);
+        if let Some((measuring_since, _)) = self.measurement_started {
+            if measuring_since.elapsed() >= duration {
+                self.request_stop(RunStatus::Completed, "duration_elapsed", StopInitiator::Orchestrator).await;
+            }
+        }
+    }
+
+    /// Emits `STOP` once. A completed duration keeps the status `RUNNING`
+    /// with phase `COOLDOWN`; a user's stop sets `CANCELLING`; a failure
+    /// records its reason.
+    async fn request_stop(&mut self, final_status: RunStatus, reason: &str, initiated_by: StopInitiator) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let drain = self.duration(self.timings.drain_seconds);
+        let status = match final_status {
+            RunStatus::Completed => RunStatus::Running,
+            _ => RunStatus::Cancelling,
+        };
+        let update = RunStatusUpdate {
+            status: Some(status),
+            phase: Some(RunPhase::Cooldown),
+            status_reason: (final_status != RunStatus::Completed).then(|| Some(reason.to_owned())),
+            ..Default::default()
+        };
+        let stop = ControlEventPayload::Stop(StopEvent {
+            scope: EventScope::Run,
+            reason: reason.to_owned(),
+            initiated_by,
+            drain_timeout_seconds: drain.as_secs().max(1),
+        });
+        if let Err(error) = self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&stop)], Some(&update)).await {
+            tracing::error!(%error, run_id = %self.ctx.run_id, "could not emit STOP; workers will be signalled");
+        }
+        self.status = status;
+        self.phase = RunPhase::Cooldown;
+        self.measurement_ended = Some(Instant::now());
+        self.stopping = Some(Stopping {
+            final_status,
+            reason: reason.to_owned(),
+            requested_at: Instant::now(),
+            drain,
+            terminated: false,
+            killed_at: None,
+        });
+        let level = if final_status == RunStatus::Failed { "ERROR" } else { "INFO" };
+        self.log(level, &format!("stopping: {reason}"), Some(json!({"initiated_by": initiated_by}))).await;
+    }
+
+    async fn force_stop(&mut self) {
+        if self.stopping.is_none() {
+            self.request_stop(RunStatus::Cancelled, "stop forced", StopInitiator::Cli).await;
+        }
+        for worker in &mut self.workers {
+            worker.handle.kill();
+        }
+        if let Some(stopping) = &mut self.stopping {
+            stopping.killed_at = Some(Instant::now());
+        }
+        self.log("WARN", "stop forced: every worker was killed", None).await;
+    }
+
+    /// SIGTERM to workers still alive after the drain deadline plus the
+    /// grace period, SIGKILL a little later.
+    async fn escalate(&mut self) {
+        let Some(stopping) = self.stopping.clone() else { return };
+        let term_at = stopping.drain + self.duration(self.timings.sigterm_after_drain_seconds);
+        let elapsed = stopping.requested_at.elapsed();
+        if !stopping.terminated && elapsed >= term_at && !self.all_exited() {
+            let alive = self.alive_workers();
+            for worker in &mut self.workers {
+                worker.handle.terminate();
+            }
+            if let Some(stopping) = &mut self.stopping {
+                stopping.terminated = true;
+            }
+            self.note_escalation(&format!("sent SIGTERM to workers still running after the drain: {}", alive.join(", "))).await;
+        }
+        if stopping.killed_at.is_none() && elapsed >= term_at + KILL_GRACE && !self.all_exited() {
+            let alive = self.alive_workers();
+            for worker in &mut self.workers {
+                worker.handle.kill();
+            }
+            if let Some(stopping) = &mut self.stopping {
+                stopping.killed_at = Some(Instant::now());
+            }
+            self.note_escalation(&format!("sent SIGKILL to workers that ignored SIGTERM: {}", alive.join(", "))).await;
+        }
+    }
+
+    async fn note_escalation(&mut self, message: &str) {
+        self.log("WARN", message, None).await;
+        if let Some(stopping) = &mut self.stopping {
+            stopping.reason = format!("{}; {message}", stopping.reason);
+        }
+        let update = RunStatusUpdate {
+            status_reason: self.stopping.as_ref().map(|s| Some(s.reason.clone())),
+            ..Default::default()
+        };
+        self.ctx.store.update_run(&self.ctx.run_id, &update).await.ok();
+    }
+
+    fn alive_workers(&mut self) -> Vec<String> {
+        self.workers.iter_mut().filter_map(|w| w.handle.exit_status().is_none().then(|| w.id.clone())).collect()
+    }
+
+    fn all_exited(&mut self) -> bool {
+        self.workers.iter_mut().all(|worker| worker.handle.exit_status().is_some())
+    }
+
+    /// Every local worker process has exited, or (for workers this process
+    /// did not start) every heartbeat says COMPLETED or the worker is dead.
+    fn all_finished(&mut self, views: &[WorkerView]) -> bool {
+        if !self.workers.is_empty() {
+            return self.all_exited();
+        }
+        views.iter().all(|view| {
+            view.heartbeat.status == unibench_model::WorkerStatus::Completed || view.health == WorkerHealth::Dead
+        })
+    }
+
+    /// Writes the live rollup into `RUN_STATUS` when it changed, and at
+    /// least every 10 s.
+    async fn write_rollup(&mut self, aggregate: &LiveAggregate) {
+        let key = (aggregate.total_ops, aggregate.errors, aggregate.qps.to_bits() as i64, aggregate.workers_healthy as i64);
+        let changed = self.last_written != Some(key);
+        if !changed && self.last_touch.elapsed() < TOUCH_INTERVAL {
+            return;
+        }
+        let update = RunStatusUpdate {
+            total_ops: Some(aggregate.total_ops),
+            error_count: Some(aggregate.errors),
+            current_qps: Some(aggregate.measuring.then_some(aggregate.qps)),
+            workers_active: Some((aggregate.workers_healthy + aggregate.workers_stale) as i64),
+            ..Default::default()
+        };
+        match self.ctx.store.update_run(&self.ctx.run_id, &update).await {
+            Ok(_) => {
+                self.last_written = Some(key);
+                self.last_touch = Instant::now();
+            }
+            Err(error) => tracing::warn!(%error, run_id = %self.ctx.run_id, "could not write the live rollup"),
+        }
+    }
+
+    fn publish(&self, aggregate: LiveAggregate, workers: Vec<WorkerLive>, reason: Option<String>) {
+        let status = LiveStatus {
+            run_id: self.ctx.run_id.clone(),
+            status: self.status,
+            phase: self.phase,
+            elapsed_seconds: self.started.map(|(since, _)| since.elapsed().as_secs_f64()).unwrap_or(0.0),
+            workers_expected: self.ctx.worker_count,
+            workers_registered: self.registered,
+            aggregate,
+            workers,
+            reason,
+        };
+        self.ctx.updates.send_replace(status);
+    }
+
+    /// The run failed before it started: mark it FAILED and stop every
+    /// worker that was spawned.
+    async fn finish_without_start(&mut self, reason: String) -> RunOutcome {
+        self.log("ERROR", &reason, None).await;
+        for worker in &mut self.workers {
+            worker.handle.terminate();
+        }
+        let end = self.ctx.store.now().await.ok();
+        let update = RunStatusUpdate {
+            status: Some(RunStatus::Failed),
+            status_reason: Some(Some(reason.clone())),
+            end_time: Some(end),
+            ..Default::default()
+        };
+        self.ctx.store.update_run(&self.ctx.run_id, &update).await.ok();
+        self.write_parent(RunStatus::Failed, Some(reason.clone()), end).await;
+        self.status = RunStatus::Failed;
+        self.publish(LiveAggregate::default(), Vec::new(), Some(reason.clone()));
+        RunOutcome { status: RunStatus::Failed, reason: Some(reason) }
+    }
+
+    /// `PROCESSING`: final rollups, then the terminal status.
+    async fn finish(&mut self) -> RunOutcome {
+        let stopping = self.stopping.clone();
+        let (final_status, reason) = match &stopping {
+            Some(stopping) => (stopping.final_status, stopping.reason.clone()),
+            None => (RunStatus::Failed, "the control loop ended without a stop".to_owned()),
+        };
+        self.phase = RunPhase::Processing;
+        let processing = RunStatusUpdate { phase: Some(RunPhase::Processing), ..Default::default() };
+        self.ctx.store.update_run(&self.ctx.run_id, &processing).await.ok();
+
+        let end = self.ctx.store.now().await.ok();
+        let reason = (final_status != RunStatus::Completed).then_some(reason);
+        let parent = self.write_parent(final_status, reason.clone(), end).await;
+        let update = RunStatusUpdate {
+            status: Some(final_status),
+            status_reason: Some(reason.clone()),
+            end_time: Some(end),
+            total_ops: parent.as_ref().map(|p| p.total_operations),
+            error_count: parent.as_ref().map(|p| p.failed_operations),
+            workers_active: Some(0),
+            workers_completed: Some(self.workers.len() as i64),
+            ..Default::default()
+        };
+        if let Err(error) = self.ctx.store.update_run(&self.ctx.run_id, &update).await {
+            tracing::error!(%error, run_id = %self.ctx.run_id, "could not write the final status");
+        }
+        self.status = final_status;
+        self.log("INFO", &format!("run ended {final_status}"), reason.as_ref().map(|r| json!({"reason": r}))).await;
+        self.publish(LiveAggregate::default(), Vec::new(), reason.clone());
+        RunOutcome { status: final_status, reason }
+    }
+
+    /// Computes and writes the parent `TEST_RESULTS` row.
+    async fn write_parent(&self, status: RunStatus, reason: Option<String>, end: Option<DateTime<Utc>>) -> Option<TestResultRow> {
+        let store = &self.ctx.store;
+        let results = store.list_test_results(&self.ctx.run_id).await.ok()?;
+        let mut parent = results.iter().find(|row| row.is_parent()).cloned()?;
+        let children: Vec<TestResultRow> = results.into_iter().filter(|row| !row.is_parent()).collect();
+        let snapshots = self.all_snapshots().await;
+        let merged = rollup::merge_measurement(&snapshots);
+        let measured_seconds = match (self.measurement_started, self.measurement_ended) {
+            (Some((since, _)), Some(ended)) => Some(ended.duration_since(since).as_secs_f64()),
+            _ => None,
+        };
+        rollup::final_rollup(&mut parent, &children, &merged, measured_seconds);
+        parent.status = status.as_str().to_owned();
+        parent.failure_reason = reason;
+        parent.start_time = self.started.map(|(_, at)| at);
+        parent.end_time = end;
+        parent.duration_seconds = measured_seconds;
+        if let Err(error) = store.upsert_test_results(std::slice::from_ref(&parent)).await {
+            tracing::error!(%error, run_id = %self.ctx.run_id, "could not write the final results");
+        }
+        self.cross_check(&parent).await;
+        Some(parent)
+    }
+
+    async fn all_snapshots(&self) -> Vec<unibench_store::SnapshotRow> {
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let filter = SnapshotFilter { page: Page { limit: ROLLUP_PAGE, offset }, ..Default::default() };
+            let Ok(page) = self.ctx.store.list_snapshots(&self.ctx.run_id, &filter).await else { break };
+            let full = page.len() == ROLLUP_PAGE as usize;
+            offset += page.len() as u64;
+            all.extend(page);
+            if !full {
+                break;
+            }
+        }
+        all
+    }
+
+    /// When every execution was logged, recomputes P95 from
+    /// `QUERY_EXECUTIONS` and logs an error if it disagrees with the merged
+    /// histograms beyond their precision.
+    async fn cross_check(&self, parent: &TestResultRow) {
+        if self.ctx.scenario.template.workload.query_log != unibench_model::scenario::QueryLogPolicy::All {
+            return;
+        }
+        let Some(histogram_p95) = parent.p95_latency_ms else { return };
+        let mut latencies = Vec::new();
+        let mut offset = 0;
+        loop {
+            let filter = ExecutionFilter { warmup: Some(false), page: Page { limit: ROLLUP_PAGE, offset }, ..Default::default() };
+            let Ok(page) = self.ctx.store.list_executions(&self.ctx.run_id, &filter).await else { return };
+            let full = page.len() == ROLLUP_PAGE as usize;
+            offset += page.len() as u64;
+            latencies.extend(page.iter().map(|row| row.app_elapsed_ms));
+            if !full {
+                break;
+            }
+        }
+        let Some(exact_p95) = rollup::exact_percentile(&mut latencies, 95.0) else { return };
+        let details = json!({"histogram_p95_ms": histogram_p95, "executions_p95_ms": exact_p95, "executions": latencies.len()});
+        if rollup::agrees(histogram_p95, exact_p95) {
+            self.log("INFO", "P95 from the histograms agrees with QUERY_EXECUTIONS", Some(details)).await;
+        } else {
+            self.log("ERROR", "P95 from the histograms disagrees with QUERY_EXECUTIONS", Some(details)).await;
+        }
+    }
+
+    /// Gives every worker process still running a last chance, then kills
+    /// it, so that none is left behind.
+    async fn reap_workers(&mut self) {
+        let deadline = Instant::now() + self.duration(self.timings.sigterm_after_drain_seconds).min(Duration::from_secs(10));
+        while !self.all_exited() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for worker in &mut self.workers {
+            if worker.handle.exit_status().is_none() {
+                worker.handle.terminate();
+            }
+        }
+        let deadline = Instant::now() + KILL_GRACE;
+        while !self.all_exited() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for worker in &mut self.workers {
+            worker.handle.kill();
+        }
+    }
+}
+
+fn worker_live(view: &WorkerView) -> WorkerLive {
+    let snapshot = view.latest.as_ref();
+    WorkerLive {
+        worker_id: view.heartbeat.worker_id.clone(),
+        worker_group_id: view.heartbeat.worker_group_id,
+        status: view.heartbeat.status.as_str().to_owned(),
+        phase: view.heartbeat.phase.map(|phase| phase.as_str().to_owned()),
+        health: view.health,
+        last_heartbeat: view.heartbeat.last_heartbeat,
+        last_heartbeat_ago_s: view.heartbeat_age.as_secs_f64().min(1e9),
+        qps: snapshot.map_or(0.0, |s| s.qps),
+        p95_latency_ms: snapshot.and_then(|s| s.p95_latency_ms),
+        error_count: view.heartbeat.error_count,
+        active_connections: view.heartbeat.active_connections,
+        target_connections: view.heartbeat.target_connections,
+        cpu_percent: snapshot.and_then(|s| s.cpu_percent),
+        memory_percent: snapshot.and_then(|s| s.memory_percent),
+    }
+}
+
+fn describe_exit(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}: {}", exit_meaning(code)),
+        None => "killed by a signal".to_owned(),
+    }
+}
+
+/// The worker exit codes, as a user reads them.
+fn exit_meaning(code: i32) -> &'static str {
+    match code {
+        0 => "clean end",
+        1 => "configuration error",
+        2 => "store unreachable",
+        3 => "no START, or the run had already ended",
+        4 => "fatal workload error",
+        _ => "unexpected exit",
+    }
+}
+
+/// The initial `RUN_STATUS` row of a new run.
+pub fn new_run_row(run_id: &str, scenario: &ScenarioConfig, worker_count: u32) -> RunStatusRow {
+    let mut row = RunStatusRow::prepared(run_id, &scenario.template.name, serde_json::to_value(scenario).unwrap_or_default());
+    row.template_id = scenario.template_id.clone();
+    row.total_workers_expected = i64::from(worker_count);
+    row
+}
