@@ -1,7 +1,12 @@
 //! The `unibench` command: parses arguments, sets up logging and the async
 //! runtime, dispatches to a role, and maps the outcome to an exit code.
 
+mod demo_cmd;
+mod run_cmd;
+mod runs_cmd;
 mod schema_cmd;
+mod store_arg;
+mod summary;
 mod worker_cmd;
 
 use std::process::ExitCode;
@@ -23,8 +28,17 @@ enum Command {
         #[command(subcommand)]
         action: schema_cmd::SchemaAction,
     },
-    /// Run a short two-worker benchmark on an embedded SQLite database.
-    Demo,
+    /// Run a template: create the run, start its workers, show live
+    /// progress and a final summary.
+    Run(run_cmd::RunCommand),
+    /// Run a short two-worker benchmark on an embedded SQLite database,
+    /// with no services and no configuration.
+    Demo(demo_cmd::DemoCommand),
+    /// Show run history from the store.
+    Runs {
+        #[command(subcommand)]
+        action: runs_cmd::RunsAction,
+    },
     /// Run one worker of a run (started by the orchestrator, or by hand on
     /// another host that reaches the same store).
     Worker(worker_cmd::WorkerCommand),
@@ -44,10 +58,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Schema { action } => schema_cmd::run(action).await,
             Command::Worker(command) => worker_cmd::run(command).await,
-            Command::Demo => {
-                eprintln!("unibench demo is not available yet: the headless run is still being built.");
-                ExitCode::FAILURE
-            }
+            Command::Run(command) => run_cmd::run(command).await,
+            Command::Demo(command) => demo_cmd::run(command).await,
+            Command::Runs { action } => runs_cmd::run(action).await,
         }
     })
 }

@@ -308,8 +308,11 @@ impl RunLoop {
     async fn active_loop(&mut self) {
         let mut ticker = tokio::time::interval(TICK);
         loop {
+            // Phase changes happen on time, not on the next tick.
+            let next_phase_change = self.next_phase_change();
             tokio::select! {
                 _ = ticker.tick() => {}
+                _ = tokio::time::sleep_until(next_phase_change.into()) => {}
                 command = self.ctx.commands.recv() => match command {
                     Some(RunCommand::Stop(initiated_by)) => self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await,
                     Some(RunCommand::ForceStop) => self.force_stop().await,
@@ -319,6 +322,22 @@ impl RunLoop {
             if self.tick().await {
                 return;
             }
+        }
+    }
+
+    /// When warmup or measurement ends, or a tick from now when neither is
+    /// pending.
+    fn next_phase_change(&self) -> Instant {
+        let later = Instant::now() + TICK * 2;
+        if self.stopping.is_some() {
+            return later;
+        }
+        match (self.phase, self.started, self.measurement_started) {
+            (RunPhase::Warmup, Some((started, _)), _) => started + self.timings_warmup(),
+            (RunPhase::Measurement, _, Some((since, _))) => {
+                since + self.duration(self.ctx.scenario.template.workload.duration_seconds)
+            }
+            _ => later,
         }
     }
 

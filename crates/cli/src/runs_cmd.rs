@@ -1,0 +1,116 @@
+//! `unibench runs list` and `unibench runs show`: run history from the
+//! store, as text or JSON.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use unibench_model::RunStatus;
+use unibench_store::{Page, RunFilter, Store};
+
+use crate::{store_arg, summary};
+
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Show one run's final numbers and workers.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Store URL (default: $UNIBENCH_STORE, else the embedded SQLite file).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Only runs with this status (COMPLETED, FAILED, ...).
+    #[arg(long)]
+    status: Option<RunStatus>,
+    /// Most runs to list.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run id.
+    run_id: String,
+    /// Store URL (default: $UNIBENCH_STORE, else the embedded SQLite file).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(action: RunsAction) -> ExitCode {
+    let result = match action {
+        RunsAction::List(args) => list(args).await,
+        RunsAction::Show(args) => show(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(store: Option<&str>) -> anyhow::Result<(Store, unibench_store::StoreUrl)> {
+    let choice = store_arg::resolve(store)?;
+    let store = Store::connect(&choice.url).await?;
+    store.require_schema().await?;
+    Ok((store, choice.url))
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let (store, _) = connect(args.store.as_deref()).await?;
+    let filter = RunFilter { status: args.status, page: Page { limit: args.limit, offset: 0 }, ..Default::default() };
+    let runs = store.list_runs(&filter).await?;
+    if args.json {
+        let mut rows = Vec::new();
+        for run in &runs {
+            let parent = store.get_test_result(&run.run_id).await?;
+            rows.push(json!({
+                "run_id": run.run_id, "template": run.test_name, "status": run.status.as_str(),
+                "reason": run.status_reason, "created_at": run.created_at, "start_time": run.start_time,
+                "end_time": run.end_time, "workers": run.total_workers_expected,
+                "total_operations": parent.as_ref().map(|p| p.total_operations),
+                "qps": parent.as_ref().and_then(|p| p.qps),
+                "p95_ms": parent.as_ref().and_then(|p| p.p95_latency_ms),
+            }));
+        }
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<34} {:<11} {:<20} {:>8} {:>10} {:>9}  template", "run", "status", "created", "workers", "qps", "p95 ms");
+    for run in &runs {
+        let parent = store.get_test_result(&run.run_id).await?;
+        let created = run.created_at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+        println!(
+            "{:<34} {:<11} {:<20} {:>8} {:>10} {:>9}  {}",
+            run.run_id,
+            run.status.as_str(),
+            created,
+            run.total_workers_expected,
+            parent.as_ref().and_then(|p| p.qps).map_or("-".to_owned(), |qps| format!("{qps:.1}")),
+            parent.as_ref().and_then(|p| p.p95_latency_ms).map_or("-".to_owned(), |p95| format!("{p95:.2}")),
+            run.test_name
+        );
+    }
+    Ok(())
+}
+
+async fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let (store, url) = connect(args.store.as_deref()).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary::json(&store, &args.run_id).await?)?);
+    } else {
+        summary::print(&store, &args.run_id, &url).await?;
+    }
+    Ok(())
+}
