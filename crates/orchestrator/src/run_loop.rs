@@ -332,13 +332,16 @@ impl RunLoop {
         if self.stopping.is_some() {
             return later;
         }
-        match (self.phase, self.started, self.measurement_started) {
+        let deadline = match (self.phase, self.started, self.measurement_started) {
             (RunPhase::Warmup, Some((started, _)), _) => started + self.timings_warmup(),
             (RunPhase::Measurement, _, Some((since, _))) => {
                 since + self.duration(self.ctx.scenario.template.workload.duration_seconds)
             }
             _ => later,
-        }
+        };
+        // A deadline that passed while the store was unreachable is retried
+        // at a modest pace rather than in a busy loop.
+        deadline.max(Instant::now() + Duration::from_millis(100))
     }
 
     /// One control tick. Returns `true` once every worker has finished
