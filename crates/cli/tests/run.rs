@@ -1,0 +1,414 @@
+//! `unibench run` end to end: the real binary as orchestrator, its real
+//! worker processes, a PostgreSQL store and a PostgreSQL target loaded by
+//! `pgbench -i`. Timings are shrunk through `UNIBENCH_TIMINGS`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::worker::eventually;
+use support::{create_database, database_url};
+use unibench_model::RunStatus;
+use unibench_store::{ExecutionFilter, Page, RunFilter, SnapshotFilter, Store};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn timings(extra: serde_json::Value) -> String {
+    let mut timings = json!({
+        "stale_after_seconds": 2.0,
+        "dead_after_seconds": 3.0,
+        "no_store_exit_seconds": 5.0,
+        "start_wait_seconds": 20.0,
+        "registration_seconds": 30.0,
+        "drain_seconds": 10.0,
+        "sigterm_after_drain_seconds": 2.0,
+        "orphan_after_seconds": 120.0,
+        "orchestrator_silence_seconds": 4.0,
+        "reconcile_seconds": 1.0
+    });
+    if let (Some(base), Some(extra)) = (timings.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    timings.to_string()
+}
+
+/// A store, a pgbench target, a connections file and a template file.
+struct Setup {
+    store: Store,
+    store_url: String,
+    target_url: String,
+    dir: tempfile::TempDir,
+    connections_file: PathBuf,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let store_url = database_url(&create_database().await);
+        let store = Store::connect(&store_url.parse().unwrap()).await.unwrap();
+        store.apply_schema().await.unwrap();
+        let target_database = create_database().await;
+        let target_url = database_url(&target_database);
+        let status = Command::new("pgbench")
+            .args(["-i", "-s", "1", "-q", &target_url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pgbench -i (scripts/test.sh puts it on PATH)");
+        assert!(status.success(), "pgbench -i failed");
+        let dir = tempfile::tempdir().unwrap();
+        let connections_file = dir.path().join("connections.toml");
+        std::fs::write(&connections_file, format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n")).unwrap();
+        Setup { store, store_url, target_url, dir, connections_file }
+    }
+
+    fn template(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn lookup_template(&self, query_log: &str) -> PathBuf {
+        self.template(
+            "lookup",
+            &format!(
+                "name: accounts lookup\ntarget:\n  kind: postgres\n  connection: local-pg\n  table: pgbench_accounts\n  key_column: aid\n\
+                 workload:\n  concurrent_connections: 4\n  warmup_seconds: 2\n  duration_seconds: 60\n  operations:\n\
+                 \x20   - kind: POINT_LOOKUP\n      weight_pct: 100\n      sql: SELECT abalance, pg_sleep(0.002) FROM {{table}} WHERE aid = $1\n      params: [key]\n\
+                 \x20 query_log: {query_log}\n"
+            ),
+        )
+    }
+
+    /// Starts `unibench run` in the background.
+    fn start_run(&self, template: &Path, args: &[&str], timings: &str) -> RunProcess {
+        let stderr_path = self.dir.path().join(format!("run-{}.log", uuid::Uuid::new_v4().simple()));
+        let stdout_path = stderr_path.with_extension("out");
+        let child = Command::new(env!("CARGO_BIN_EXE_unibench"))
+            .arg("run")
+            .arg("--template")
+            .arg(template)
+            .args(["--store", &self.store_url])
+            .arg("--connections-file")
+            .arg(&self.connections_file)
+            .args(args)
+            .env("UNIBENCH_HOME", self.dir.path())
+            .env("UNIBENCH_TIMINGS", timings)
+            .env("UNIBENCH_LOG", "info")
+            .env_remove("UNIBENCH_STORE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&stdout_path).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
+            .spawn()
+            .expect("start unibench run");
+        RunProcess { child: Some(child), stderr_path, stdout_path, run_id: None }
+    }
+
+    async fn run(&self, run_id: &str) -> unibench_store::RunStatusRow {
+        self.store.get_run(run_id).await.unwrap().expect("the run exists")
+    }
+}
+
+/// A `unibench run` process; it and its workers are killed when dropped.
+struct RunProcess {
+    child: Option<Child>,
+    stderr_path: PathBuf,
+    stdout_path: PathBuf,
+    run_id: Option<String>,
+}
+
+impl RunProcess {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The run id, read from the "run ... created" line.
+    async fn run_id(&mut self) -> String {
+        if let Some(run_id) = &self.run_id {
+            return run_id.clone();
+        }
+        let run_id = eventually(Duration::from_secs(30), "the run created line", || async {
+            self.stderr().lines().find_map(|line| {
+                let rest = line.strip_prefix("run ")?;
+                let (run_id, tail) = rest.split_once(" created: ")?;
+                tail.starts_with("PREPARED").then(|| run_id.to_owned())
+            })
+        })
+        .await;
+        self.run_id = Some(run_id.clone());
+        run_id
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args(["-s", signal, &self.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("already reaped");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                child.kill().ok();
+                child.wait().ok();
+                self.child = None;
+                panic!("unibench run did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        if let Some(run_id) = &self.run_id {
+            kill_workers(run_id);
+        }
+    }
+}
+
+/// Process ids of the run's worker processes.
+fn worker_pids(run_id: &str) -> Vec<u32> {
+    let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} ")]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|line| line.trim().parse().ok()).collect()
+}
+
+fn kill_workers(run_id: &str) {
+    for pid in worker_pids(run_id) {
+        Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status().ok();
+    }
+}
+
+async fn sum_of_latest_qps(store: &Store, run_id: &str) -> f64 {
+    store.latest_snapshots(run_id).await.unwrap().iter().filter(|s| s.phase == "MEASUREMENT").map(|s| s.qps).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_two_workers_on_pgbench_accounts() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("sample:0.1");
+    let mut process = setup.start_run(&template, &["--workers", "2"], &timings(json!({})));
+    let run_id = process.run_id().await;
+    println!("run created PREPARED: {run_id}");
+
+    eventually(Duration::from_secs(30), "2/2 workers registered", || async {
+        let run = setup.run(&run_id).await;
+        (run.workers_registered == 2).then_some(run)
+    })
+    .await;
+    assert_eq!(setup.store.list_heartbeats(&run_id).await.unwrap().len(), 2);
+    println!("2/2 workers registered");
+
+    let run = eventually(Duration::from_secs(30), "RUNNING", || async {
+        let run = setup.run(&run_id).await;
+        (run.status == RunStatus::Running).then_some(run)
+    })
+    .await;
+    let created = run.created_at.unwrap();
+    let started = run.start_time.expect("START_TIME is set");
+    let to_running = (started - created).to_std().unwrap();
+    println!("RUNNING {to_running:?} after the run was created");
+    assert!(to_running <= Duration::from_secs(2), "RUNNING took {to_running:?}");
+
+    eventually(Duration::from_secs(20), "snapshots from both workers", || async {
+        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
+        (latest.iter().filter(|s| s.phase == "MEASUREMENT" && s.qps > 0.0).count() == 2).then_some(())
+    })
+    .await;
+    println!("snapshots from both workers");
+
+    let matched = eventually(Duration::from_secs(10), "live QPS equal to the workers' sum", || async {
+        let before = sum_of_latest_qps(&setup.store, &run_id).await;
+        let current = setup.run(&run_id).await.current_qps?;
+        let after = sum_of_latest_qps(&setup.store, &run_id).await;
+        // Only compare when no worker wrote a snapshot in between.
+        (before == after && (current - before).abs() < 1e-6 && current > 0.0).then_some(current)
+    })
+    .await;
+    println!("live aggregate QPS {matched:.1} equals the sum of the workers' latest QPS");
+
+    let run = setup.run(&run_id).await;
+    let warmup_end = run.warmup_end_time.expect("WARMUP_END_TIME is set");
+    let warmup = (warmup_end - started).to_std().unwrap();
+    println!("WARMUP to MEASUREMENT after {warmup:?} (warmup_seconds 2)");
+    assert!(warmup >= Duration::from_secs(2) && warmup <= Duration::from_secs(3), "{warmup:?}");
+
+    let pids = worker_pids(&run_id);
+    assert_eq!(pids.len(), 2, "two worker processes run");
+    let stop = Instant::now();
+    process.signal("INT");
+    eventually(Duration::from_secs(10), "every worker process to exit", || async {
+        worker_pids(&run_id).is_empty().then_some(())
+    })
+    .await;
+    let stop_latency = stop.elapsed();
+    println!("STOP reached every worker; all worker processes exited {stop_latency:?} after Ctrl-C");
+    let code = process.wait(RUN_TIMEOUT).await;
+    let run = setup.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Cancelled, "stderr:\n{}", process.stderr());
+    assert_eq!(code, Some(1), "a cancelled run exits non-zero");
+    println!("final status CANCELLED");
+    let events = setup.store.read_events(&run_id, 0, 100).await.unwrap();
+    assert!(events.iter().any(|event| event.event_type.as_str() == "STOP"));
+    for beat in setup.store.list_heartbeats(&run_id).await.unwrap() {
+        assert_eq!(beat.status.as_str(), "COMPLETED", "{} saw the STOP and finished", beat.worker_id);
+    }
+    assert!(worker_pids(&run_id).is_empty(), "no worker process left");
+    println!("no worker process left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_run_completes_with_consistent_rollups() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("all");
+    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "1", "--duration", "3", "--json"], &timings(json!({})));
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(0), "stderr:\n{}", process.stderr());
+    let summary: serde_json::Value = serde_json::from_str(&process.stdout()).expect("--json prints one JSON document");
+    let run_id = summary["run_id"].as_str().unwrap().to_owned();
+    process.run_id = Some(run_id.clone());
+    assert_eq!(summary["status"], "COMPLETED");
+
+    let results = setup.store.list_test_results(&run_id).await.unwrap();
+    let parent = results.iter().find(|row| row.is_parent()).unwrap();
+    let children: Vec<_> = results.iter().filter(|row| !row.is_parent()).collect();
+    assert_eq!(children.len(), 2);
+    assert_eq!(parent.total_operations, children.iter().map(|c| c.total_operations).sum::<i64>());
+    assert_eq!(parent.read_operations, children.iter().map(|c| c.read_operations).sum::<i64>());
+    assert_eq!(parent.failed_operations, children.iter().map(|c| c.failed_operations).sum::<i64>());
+    assert!(parent.total_operations > 100, "{} operations", parent.total_operations);
+    assert_eq!(summary["totals"]["operations"], json!(parent.total_operations));
+
+    let filter = ExecutionFilter { warmup: Some(false), page: Page { limit: 1_000_000, offset: 0 }, ..Default::default() };
+    let executions = setup.store.list_executions(&run_id, &filter).await.unwrap();
+    assert_eq!(executions.len() as i64, parent.total_operations, "query_log all keeps every measured query");
+    let mut latencies: Vec<f64> = executions.iter().map(|e| e.app_elapsed_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let exact = latencies[((latencies.len() as f64 * 0.95).ceil() as usize).max(1) - 1];
+    let p95 = parent.p95_latency_ms.unwrap();
+    println!("parent P95 {p95:.3} ms, P95 from QUERY_EXECUTIONS {exact:.3} ms");
+    assert!((p95 - exact).abs() <= exact * 0.01, "parent P95 {p95} vs executions {exact}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_fails_the_run() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("off");
+    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
+    let run_id = process.run_id().await;
+    eventually(Duration::from_secs(30), "measurement snapshots from both workers", || async {
+        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
+        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
+    })
+    .await;
+
+    let victim = eventually(Duration::from_secs(5), "worker-1's process", || async {
+        let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
+    })
+    .await;
+    Command::new("kill").args(["-s", "KILL", &victim.to_string()]).status().unwrap();
+    let killed = Instant::now();
+
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(1), "stderr:\n{}", process.stderr());
+    let run = setup.run(&run_id).await;
+    println!("run ended {} {:?} after the kill: {:?}", run.status, killed.elapsed(), run.status_reason);
+    assert_eq!(run.status, RunStatus::Failed);
+    let reason = run.status_reason.unwrap_or_default();
+    assert!(reason.contains("worker-1") && reason.contains("DEAD"), "{reason}");
+    assert!(worker_pids(&run_id).is_empty(), "the other worker exited");
+    let filter = SnapshotFilter { worker_id: Some("worker-1".to_owned()), ..Default::default() };
+    assert!(!setup.store.list_snapshots(&run_id, &filter).await.unwrap().is_empty(), "the killed worker's snapshots remain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_orchestrator_leaves_an_orphan() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("off");
+    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
+    let run_id = process.run_id().await;
+    eventually(Duration::from_secs(30), "RUNNING", || async {
+        (setup.run(&run_id).await.status == RunStatus::Running).then_some(())
+    })
+    .await;
+    assert_eq!(worker_pids(&run_id).len(), 2);
+
+    process.signal("KILL");
+    process.wait(Duration::from_secs(10)).await;
+    let killed = Instant::now();
+    eventually(Duration::from_secs(30), "the workers to exit on their own", || async {
+        worker_pids(&run_id).is_empty().then_some(())
+    })
+    .await;
+    println!("workers exited {:?} after the orchestrator was killed", killed.elapsed());
+
+    // A new orchestrator with a short orphan timeout marks the run failed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut second = setup.start_run(&template, &["--workers", "1", "--warmup", "0", "--duration", "1"], &timings(json!({"orphan_after_seconds": 2.0})));
+    assert_eq!(second.wait(RUN_TIMEOUT).await, Some(0), "stderr:\n{}", second.stderr());
+    let run = setup.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.status_reason.as_deref(), Some("orchestrator stopped while the run was active"));
+    assert!(run.end_time.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_templates_fail_before_any_worker() {
+    let setup = Setup::new().await;
+    let cases = [
+        ("syntax", "SELECT abalance FROM {table} WHER aid = $1", "100", "workload.operations[0].sql"),
+        ("unknown table", "SELECT abalance FROM {table} WHERE aid = $1", "100", "target.table"),
+        ("weights", "SELECT abalance FROM {table} WHERE aid = $1", "90", "weight_pct"),
+    ];
+    for (name, sql, weight, field) in cases {
+        let table = if name == "unknown table" { "no_such_table" } else { "pgbench_accounts" };
+        let template = setup.template(
+            &name.replace(' ', "-"),
+            &format!(
+                "name: bad {name}\ntarget:\n  kind: postgres\n  connection: local-pg\n  table: {table}\n  key_column: aid\n\
+                 workload:\n  operations:\n    - kind: POINT_LOOKUP\n      weight_pct: {weight}\n      sql: \"{sql}\"\n      params: [\"random_int(1, 100)\"]\n"
+            ),
+        );
+        let mut process = setup.start_run(&template, &[], &timings(json!({})));
+        let code = process.wait(Duration::from_secs(60)).await;
+        let stderr = process.stderr();
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("bad {name}")), "{name}: the message names the template: {stderr}");
+        assert!(stderr.contains(field), "{name}: the message names {field}: {stderr}");
+        assert!(!stderr.contains(" created: "), "{name}: no run was created: {stderr}");
+    }
+    let runs = setup.store.list_runs(&RunFilter::default()).await.unwrap();
+    assert!(runs.is_empty(), "no run was written: {runs:?}");
+    assert!(setup.target_url.starts_with("postgres"));
+}
+
+#[test]
+fn demo_completes_without_postgres() {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = support::unibench();
+    command.args(["demo", "--duration", "2"]).env("UNIBENCH_HOME", home.path());
+    let output = support::run(command, Duration::from_secs(120));
+    assert!(output.success(), "{output:?}");
+    assert!(output.stdout.contains("status     COMPLETED"), "{}", output.stdout);
+    assert!(output.stdout.contains("worker-1"), "{}", output.stdout);
+    assert!(home.path().join("unibench.db").exists());
+}
