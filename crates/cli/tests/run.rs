@@ -411,4 +411,47 @@ fn demo_completes_without_postgres() {
     assert!(output.stdout.contains("status     COMPLETED"), "{}", output.stdout);
     assert!(output.stdout.contains("worker-1"), "{}", output.stdout);
     assert!(home.path().join("unibench.db").exists());
+
+    let mut list = support::unibench();
+    list.args(["runs", "list", "--json"]).env("UNIBENCH_HOME", home.path());
+    let listed = support::run(list, Duration::from_secs(30));
+    assert!(listed.success(), "{listed:?}");
+    let runs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("runs list --json prints JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(runs[0]["status"], "COMPLETED");
+
+    let mut show = support::unibench();
+    show.args(["runs", "show", &run_id, "--json"]).env("UNIBENCH_HOME", home.path());
+    let shown = support::run(show, Duration::from_secs(30));
+    assert!(shown.success(), "{shown:?}");
+    let summary: serde_json::Value = serde_json::from_str(&shown.stdout).expect("runs show --json prints JSON");
+    assert_eq!(summary["run_id"], json!(run_id));
+    assert_eq!(summary["workers"].as_array().map(Vec::len), Some(2));
+    for kind in ["POINT_LOOKUP", "RANGE_SCAN", "UPDATE", "INSERT"] {
+        assert!(summary["latency_by_kind"][kind]["p95_ms"].is_number(), "{kind} has a P95: {summary}");
+    }
+
+    let mut text = support::unibench();
+    text.args(["runs", "show", &run_id]).env("UNIBENCH_HOME", home.path());
+    let shown = support::run(text, Duration::from_secs(30));
+    assert!(shown.stdout.contains(&format!("run        {run_id}")), "{}", shown.stdout);
+}
+
+#[test]
+fn shipped_templates_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let template: unibench_model::scenario::Template =
+                serde_norway::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            unibench_model::template_check::check_template(&template)
+                .unwrap_or_else(|problems| panic!("{}: {problems}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked} templates checked");
 }

@@ -309,3 +309,22 @@ async fn target_counter_sum(harness: &Harness) -> i64 {
     task.await.ok();
     row.get(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_qps_paces_open_loop() {
+    let harness = Harness::new(1000).await;
+    let mut scenario = lookup_scenario(4);
+    scenario["template"]["workload"]["target_qps"] = json!(40.0);
+    scenario["template"]["workload"]["load_mode"] = json!("QPS");
+    harness.create_run(scenario, RunStatus::Running, RunPhase::Measurement).await;
+    let mut worker = harness.spawn_worker();
+    wait_for_running(&harness).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    harness.stop().await;
+    assert_eq!(worker.wait(WORKER_TIMEOUT).await, Some(0), "log:\n{}", worker.log_text());
+
+    let child = harness.store.get_test_result(&harness.child_test_id()).await.unwrap().unwrap();
+    let qps = child.qps.unwrap();
+    println!("paced to 40 QPS, measured {qps:.1} QPS over {:?} s", child.duration_seconds);
+    assert!((32.0..=48.0).contains(&qps), "QPS {qps} is not within 20 % of the 40 QPS target");
+}

@@ -233,6 +233,11 @@ impl OrchestratorService {
         }
     }
 
+    /// The stored status of any run.
+    pub async fn status(&self, run_id: &str) -> Result<unibench_store::RunStatusRow, OrchestratorError> {
+        self.store.get_run(run_id).await?.ok_or_else(|| OrchestratorError::RunNotFound(run_id.to_owned()))
+    }
+
     /// Live status of a run this service drives.
     pub fn watch(&self, run_id: &str) -> Option<watch::Receiver<LiveStatus>> {
         self.runs.lock().ok()?.get(run_id).map(|run| run.updates.clone())

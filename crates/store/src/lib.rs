@@ -291,10 +291,17 @@ impl Store {
 
     // Query executions.
 
+    /// Writes executions in one batch: binary COPY on PostgreSQL, multi-row
+    /// inserts elsewhere.
     pub async fn insert_executions(&self, executions: &[ExecutionRow]) -> StoreResult<()> {
-        self.write(vec![WriteOp::Insert { table: &schema::QUERY_EXECUTIONS, rows: values_of(executions) }])
-            .await
-            .map(drop)
+        if executions.is_empty() {
+            return Ok(());
+        }
+        let rows = values_of(executions);
+        match self {
+            Store::Postgres(store) => store.copy_in(&schema::QUERY_EXECUTIONS, &rows).await.map(drop),
+            Store::Sqlite(_) => self.write(vec![WriteOp::Insert { table: &schema::QUERY_EXECUTIONS, rows }]).await.map(drop),
+        }
     }
 
     /// Lists a run's executions in start-time order.
