@@ -1,7 +1,7 @@
 //! `unibench run`: a whole run in one process. It saves the template,
 //! creates the run, starts its workers, prints a live line every second,
 //! and ends with a summary (or one JSON document with `--json`). Ctrl-C
-//! asks the run to stop; a second Ctrl-C kills the workers.
+//! requests a stop, and a second Ctrl-C kills the workers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,7 +82,8 @@ async fn execute(command: RunCommand) -> anyhow::Result<ExitCode> {
     Ok(if outcome.1 == RunStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// A service that spawns workers as child processes of this binary.
+/// Creates a service that spawns workers as child processes of this
+/// binary.
 pub async fn service(store: Arc<Store>, raw_store_url: &str, connections_file: Option<PathBuf>) -> anyhow::Result<OrchestratorService> {
     let log_dir = unibench_store::url::unibench_home().ok().map(|home| home.join("logs"));
     let spawner = LocalSpawner::current_exe(log_dir)?;

@@ -26,7 +26,7 @@ pub struct ListArgs {
     /// Only runs with this status (COMPLETED, FAILED, ...).
     #[arg(long)]
     status: Option<RunStatus>,
-    /// Most runs to list.
+    /// Maximum number of runs to list.
     #[arg(long, default_value_t = 20)]
     limit: u32,
     /// Print JSON.

@@ -17,7 +17,8 @@ impl std::fmt::Debug for StoreChoice {
     }
 }
 
-/// The given URL, else `UNIBENCH_STORE`, else the embedded default file.
+/// Resolves the store: the given URL, else `UNIBENCH_STORE`, else the
+/// embedded default file.
 pub fn resolve(explicit: Option<&str>) -> Result<StoreChoice, StoreError> {
     let given = explicit
         .map(str::to_owned)

@@ -94,7 +94,7 @@ fn latency_json(row: &TestResultRow) -> Value {
     })
 }
 
-/// The summary of a run as one JSON document.
+/// Builds the summary of a run as one JSON document.
 pub async fn json(store: &Store, run_id: &str) -> anyhow::Result<Value> {
     let (run, parent, children) = rows(store, run_id).await?;
     let kinds: serde_json::Map<String, Value> = QueryKind::ALL

@@ -53,8 +53,8 @@ const CONNECTIONS_PER_CORE: u32 = 64;
 const MEMORY_PER_CONNECTION_GB: f64 = 0.004;
 const MAX_CONNECTIONS_PER_WORKER: u32 = 256;
 
-/// How many workers a run gets: the fixed count when set, otherwise
-/// `ceil(total / per_worker_capacity)`.
+/// Returns the number of workers of a run: the fixed count when set,
+/// otherwise `ceil(total / per_worker_capacity)`.
 pub fn worker_count(template: &Template) -> u32 {
     if let AutoOr::Fixed(count) = template.scaling.worker_count {
         return count.max(1);
@@ -154,8 +154,8 @@ async fn check_statements(template: &Template, config: &TargetConfig) -> Result<
     Ok(())
 }
 
-/// Whether any operation binds `key` or `new_key` parameters, which need
-/// the key column's sampled values and bounds.
+/// Returns whether any operation binds `key` or `new_key` parameters,
+/// which need the key column's sampled values and bounds.
 pub fn uses_key_pool(template: &Template) -> bool {
     template.workload.operations.iter().flat_map(|operation| &operation.params).any(|spec| {
         matches!(spec.parse::<ParamSpec>(), Ok(ParamSpec::Key | ParamSpec::NewKey))

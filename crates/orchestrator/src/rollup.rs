@@ -23,7 +23,7 @@ use unibench_store::{HeartbeatRow, KindLatency, SnapshotRow, TestResultRow};
 /// `CUSTOM_METRICS`.
 pub const KIND_HISTOGRAMS_KEY: &str = "kind_histograms";
 
-/// One worker as the orchestrator sees it at a tick.
+/// One worker's heartbeat, health and latest snapshot at a tick.
 #[derive(Debug, Clone)]
 pub struct WorkerView {
     pub heartbeat: HeartbeatRow,
@@ -209,8 +209,8 @@ pub fn final_rollup(parent: &mut TestResultRow, children: &[TestResultRow], merg
         .collect();
 }
 
-/// The percentile of execution latencies computed exactly (nearest rank),
-/// for cross-checking merged histograms against `QUERY_EXECUTIONS`.
+/// Computes a percentile of execution latencies exactly (nearest rank),
+/// to cross-check merged histograms against `QUERY_EXECUTIONS`.
 pub fn exact_percentile(latencies_ms: &mut [f64], percentile: f64) -> Option<f64> {
     if latencies_ms.is_empty() {
         return None;
@@ -220,13 +220,13 @@ pub fn exact_percentile(latencies_ms: &mut [f64], percentile: f64) -> Option<f64
     Some(latencies_ms[rank.clamp(1, latencies_ms.len()) - 1])
 }
 
-/// Whether two latencies agree within histogram precision (three
+/// Returns whether two latencies agree within histogram precision (three
 /// significant digits, plus one microsecond for rounding of small values).
 pub fn agrees(histogram_ms: f64, exact_ms: f64) -> bool {
     (histogram_ms - exact_ms).abs() <= exact_ms.abs() * 0.002 + 0.001
 }
 
-/// Whether a phase counts toward results.
+/// Returns whether a phase counts toward results.
 pub fn is_measured_phase(phase: RunPhase) -> bool {
     counts(phase.as_str())
 }

@@ -38,8 +38,8 @@ use crate::spawner::{WorkerHandle, WorkerLaunch, WorkerSpawner};
 
 /// How often the loop ticks.
 pub const TICK: Duration = Duration::from_secs(1);
-/// Longest time between two writes of `RUN_STATUS`, so that workers see
-/// the orchestrator alive.
+/// Maximum time between two writes of `RUN_STATUS`. Workers read its
+/// `UPDATED_AT` as the orchestrator's heartbeat.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Time between SIGTERM and SIGKILL for workers that ignore a stop.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -87,14 +87,14 @@ pub struct LiveStatus {
     pub reason: Option<String>,
 }
 
-/// How a run ended.
+/// The final status of a run and its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
     pub status: RunStatus,
     pub reason: Option<String>,
 }
 
-/// What the loop needs to run one run.
+/// Inputs of one run's control loop.
 pub struct RunContext {
     pub store: Arc<Store>,
     pub spawner: Arc<dyn WorkerSpawner>,
@@ -107,7 +107,7 @@ pub struct RunContext {
     pub updates: watch::Sender<LiveStatus>,
 }
 
-/// Why the run is stopping, and the status it will end with.
+/// A requested stop: its reason and the status the run will end with.
 #[derive(Debug, Clone)]
 struct Stopping {
     final_status: RunStatus,
@@ -344,8 +344,8 @@ impl RunLoop {
         deadline.max(Instant::now() + Duration::from_millis(100))
     }
 
-    /// One control tick. Returns `true` once every worker has finished
-    /// after a stop.
+    /// Runs one control tick. Returns `true` once every worker has
+    /// finished after a stop.
     async fn tick(&mut self) -> bool {
         let views = match self.read_workers().await {
             Ok(views) => views,
@@ -392,8 +392,8 @@ impl RunLoop {
             .collect())
     }
 
-    /// One dead worker fails the run; so does a worker process that exits
-    /// with an error while the run is active.
+    /// Fails the run when one worker is dead, or when a worker process
+    /// exits with an error while the run is active.
     async fn check_failures(&mut self, views: &[WorkerView]) {
         if let Some(dead) = views.iter().find(|view| view.health == WorkerHealth::Dead) {
             let reason = format!(
@@ -555,8 +555,8 @@ impl RunLoop {
         self.workers.iter_mut().all(|worker| worker.handle.exit_status().is_some())
     }
 
-    /// Every local worker process has exited, or (for workers this process
-    /// did not start) every heartbeat says COMPLETED or the worker is dead.
+    /// Returns whether every local worker process has exited. Without local
+    /// processes, every heartbeat must be COMPLETED or its worker dead.
     fn all_finished(&mut self, views: &[WorkerView]) -> bool {
         if !self.workers.is_empty() {
             return self.all_exited();
@@ -605,7 +605,7 @@ impl RunLoop {
         self.ctx.updates.send_replace(status);
     }
 
-    /// The run failed before it started: mark it FAILED and stop every
+    /// Marks a run that failed before it started FAILED and stops every
     /// worker that was spawned.
     async fn finish_without_start(&mut self, reason: String) -> RunOutcome {
         self.log("ERROR", &reason, None).await;
@@ -778,7 +778,7 @@ fn describe_exit(code: Option<i32>) -> String {
     }
 }
 
-/// The worker exit codes, as a user reads them.
+/// Describes a worker exit code for a user.
 fn exit_meaning(code: i32) -> &'static str {
     match code {
         0 => "clean end",
@@ -790,7 +790,7 @@ fn exit_meaning(code: i32) -> &'static str {
     }
 }
 
-/// The initial `RUN_STATUS` row of a new run.
+/// Builds the initial `RUN_STATUS` row of a new run.
 pub fn new_run_row(run_id: &str, scenario: &ScenarioConfig, worker_count: u32) -> RunStatusRow {
     let mut row = RunStatusRow::prepared(run_id, &scenario.template.name, serde_json::to_value(scenario).unwrap_or_default());
     row.template_id = scenario.template_id.clone();

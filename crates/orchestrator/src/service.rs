@@ -21,7 +21,8 @@ use crate::run_loop::{self, LiveStatus, RunCommand, RunContext, RunOutcome};
 use crate::rollup::LiveAggregate;
 use crate::spawner::WorkerSpawner;
 
-/// How the service launches workers and which timings new runs get.
+/// Settings of the service: the worker spawner and the timings new runs
+/// get.
 pub struct OrchestratorSettings {
     pub spawner: Arc<dyn WorkerSpawner>,
     /// The store URL handed to workers. It may contain a password, so it is
@@ -63,7 +64,7 @@ pub struct RunRequest {
 }
 
 impl OrchestratorService {
-    /// A service over `store`. Marks orphaned runs failed first.
+    /// Creates a service over `store`, after marking orphaned runs failed.
     pub async fn new(store: Arc<Store>, settings: OrchestratorSettings) -> Result<Self, OrchestratorError> {
         let service = OrchestratorService { store, settings, runs: Mutex::default() };
         service.recover_orphans().await?;
@@ -267,7 +268,7 @@ fn initial_status(run_id: &str, workers: u32) -> LiveStatus {
     }
 }
 
-/// A new run id: sortable by time, unique across hosts.
+/// Creates a run id that sorts by time and is unique across hosts.
 fn new_run_id() -> String {
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
     let random = uuid::Uuid::new_v4().simple().to_string();

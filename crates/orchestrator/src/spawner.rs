@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-/// Who a worker is and where it reports.
+/// A worker's identity and the store it reports to.
 #[derive(Debug, Clone)]
 pub struct WorkerLaunch {
     pub run_id: String,
@@ -33,14 +33,14 @@ pub struct SpawnError {
 
 /// A started worker.
 pub trait WorkerHandle: Send + Sync {
-    /// The exit code once the worker has exited (`Some(None)` when it was
-    /// killed by a signal), `None` while it runs.
+    /// Returns the exit code once the worker has exited (`Some(None)` when
+    /// a signal killed it), or `None` while it runs.
     fn exit_status(&mut self) -> Option<Option<i32>>;
     /// Asks the worker to drain and exit (SIGTERM for a local process).
     fn terminate(&mut self);
     /// Ends the worker at once (SIGKILL for a local process).
     fn kill(&mut self);
-    /// The operating-system process id, for local workers.
+    /// Returns the operating-system process id of a local worker.
     fn pid(&self) -> Option<u32>;
 }
 
@@ -55,13 +55,13 @@ pub trait WorkerSpawner: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct LocalSpawner {
     pub program: PathBuf,
-    /// Where each worker's stderr goes: a directory for `WORKER_ID.log`
-    /// files, or `None` to discard it (workers also log to the store).
+    /// Directory for each worker's stderr (`RUN_ID-WORKER_ID.log`), or
+    /// `None` to discard it. Workers also log to the store.
     pub log_dir: Option<PathBuf>,
 }
 
 impl LocalSpawner {
-    /// A spawner that runs the current executable.
+    /// Creates a spawner that runs the current executable.
     pub fn current_exe(log_dir: Option<PathBuf>) -> std::io::Result<Self> {
         Ok(LocalSpawner { program: std::env::current_exe()?, log_dir })
     }
@@ -107,8 +107,8 @@ impl LocalWorker {
         if self.exit_status().is_some() {
             return;
         }
-        // The child is not reaped until `exit_status` sees it exit, so its
-        // pid cannot have been reused by an unrelated process.
+        // The child is reaped only when `exit_status` observes its exit, so
+        // its pid cannot have been reused by an unrelated process.
         let Ok(pid) = i32::try_from(self.child.id()) else { return };
         if let Err(error) = nix::sys::signal::kill(Pid::from_raw(pid), signal) {
             tracing::warn!(%error, pid, ?signal, "could not signal worker");

@@ -191,9 +191,9 @@ impl LoadGenerator {
     }
 }
 
-/// One logical connection: connects, prepares the workload's statements,
-/// then runs queries until the slot is above the target or the worker
-/// drains. Reconnects after a lost connection.
+/// Runs one logical connection: connects, prepares the workload's
+/// statements, then runs queries until the slot is above the target or the
+/// worker drains. Reconnects after a lost connection.
 async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
     let mut rng = SmallRng::from_entropy();
     while shared.keeps_running(slot) {

@@ -76,7 +76,8 @@ impl Tally {
         }
     }
 
-    /// The histogram of one query kind, if any query of that kind ran.
+    /// Returns the histogram of one query kind, if any query of that kind
+    /// ran.
     pub fn kind(&self, kind: QueryKind) -> Option<&LatencyHistogram> {
         self.per_kind[kind_index(kind)].as_ref()
     }

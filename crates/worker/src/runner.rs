@@ -47,10 +47,10 @@ const EVENT_PAGE: u32 = 100;
 const EXECUTION_BATCH: usize = 5_000;
 /// How often ramps advance and connection slots are topped up.
 const MAINTAIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest wait between store retries.
+/// Maximum wait between store retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Who this worker is and where its store is.
+/// The worker's identity and store.
 #[derive(Debug, Clone)]
 pub struct WorkerArgs {
     pub run_id: String,
@@ -210,7 +210,7 @@ impl StoreHealth {
     }
 }
 
-/// Why the worker drains.
+/// The cause of a drain.
 #[derive(Debug, Clone)]
 enum StopCause {
     Requested { reason: String, drain: Duration },

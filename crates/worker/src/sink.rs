@@ -35,7 +35,7 @@ impl Level {
     }
 }
 
-/// Where a worker's rows are attributed.
+/// The run, test and worker ids a worker's rows carry.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub run_id: String,
@@ -71,8 +71,8 @@ impl Sink {
         }
     }
 
-    /// Whether the `query_log` policy keeps an execution; `draw` is a
-    /// uniform number in [0, 1) used for sampling.
+    /// Returns whether the `query_log` policy keeps an execution. `draw` is
+    /// a uniform number in [0, 1) used for sampling.
     pub fn keeps(&self, success: bool, draw: f64) -> bool {
         match self.policy {
             QueryLogPolicy::All => true,
