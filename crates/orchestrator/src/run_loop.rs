@@ -39,7 +39,8 @@ use crate::spawner::{WorkerHandle, WorkerLaunch, WorkerSpawner};
 /// How often the loop ticks.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Maximum time between two writes of `RUN_STATUS`. Workers read its
-/// `UPDATED_AT` as the orchestrator's heartbeat.
+/// `UPDATED_AT` as the orchestrator's heartbeat; shrunk timings shrink it
+/// to a third of the workers' silence timeout.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Time between SIGTERM and SIGKILL for workers that ignore a stop.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -571,7 +572,8 @@ impl RunLoop {
     async fn write_rollup(&mut self, aggregate: &LiveAggregate) {
         let key = (aggregate.total_ops, aggregate.errors, aggregate.qps.to_bits() as i64, aggregate.workers_healthy as i64);
         let changed = self.last_written != Some(key);
-        if !changed && self.last_touch.elapsed() < TOUCH_INTERVAL {
+        let touch_interval = TOUCH_INTERVAL.min(self.duration(self.timings.orchestrator_silence_seconds) / 3);
+        if !changed && self.last_touch.elapsed() < touch_interval {
             return;
         }
         let update = RunStatusUpdate {

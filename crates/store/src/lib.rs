@@ -221,8 +221,19 @@ impl Store {
     }
 
     /// A worker's once-a-second write: its heartbeat and the snapshots it
-    /// has not written yet (usually one), in one transaction.
+    /// has not written yet (usually one), atomically. On PostgreSQL this is
+    /// a single statement, which keeps the control plane's cost per worker
+    /// low.
     pub async fn record_worker_tick(&self, heartbeat: &HeartbeatRow, snapshots: &[SnapshotRow]) -> StoreResult<()> {
+        if let (Store::Postgres(store), false) = (self, snapshots.is_empty()) {
+            let statement = sql::render_postgres_upsert_and_insert(
+                &schema::WORKER_HEARTBEATS,
+                &[heartbeat.to_values()],
+                &schema::WORKER_METRICS_SNAPSHOTS,
+                &values_of(snapshots),
+            );
+            return store.execute(&statement).await.map(drop);
+        }
         self.write(vec![
             WriteOp::Upsert { table: &schema::WORKER_HEARTBEATS, rows: vec![heartbeat.to_values()] },
             WriteOp::Insert { table: &schema::WORKER_METRICS_SNAPSHOTS, rows: values_of(snapshots) },

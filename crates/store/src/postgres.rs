@@ -194,6 +194,12 @@ impl PostgresStore {
         client.execute(&prepared, &refs).await.map_err(|e| self.statement_error(&statement.name, e))
     }
 
+    /// Runs one already rendered statement outside a transaction.
+    pub async fn execute(&self, statement: &Rendered) -> StoreResult<u64> {
+        let client = self.client().await?;
+        self.execute_on(&client, statement).await
+    }
+
     /// Reads every column of the selected rows.
     pub async fn select(&self, select: &Select) -> StoreResult<Vec<RowValues>> {
         let statement = sql::render_select(Dialect::Postgres, select);

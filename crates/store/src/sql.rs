@@ -323,24 +323,45 @@ pub fn render_insert(dialect: Dialect, table: &TableSpec, rows: &[Vec<SqlValue>]
 /// Renders a multi-row upsert on the table's primary key.
 pub fn render_upsert(dialect: Dialect, table: &TableSpec, rows: &[Vec<SqlValue>]) -> Rendered {
     let mut binder = Binder::new(dialect);
-    let values = values_clause(&mut binder, table, rows);
+    let sql = upsert_sql(&mut binder, table, rows);
+    Rendered { name: format!("upsert {}", table.name), sql, params: binder.params }
+}
+
+fn upsert_sql(binder: &mut Binder, table: &TableSpec, rows: &[Vec<SqlValue>]) -> String {
+    let values = values_clause(binder, table, rows);
     let updates: Vec<String> = table
         .columns
         .iter()
         .filter(|column| !table.key.contains(&column.name) && column.name != "CREATED_AT")
         .map(|column| format!("{0} = excluded.{0}", column.name))
         .collect();
-    Rendered {
-        name: format!("upsert {}", table.name),
-        sql: format!(
-            "INSERT INTO {} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {}",
-            dialect.table_name(table),
-            column_list(table),
-            table.key.join(", "),
-            updates.join(", ")
-        ),
-        params: binder.params,
-    }
+    format!(
+        "INSERT INTO {} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {}",
+        binder.dialect.table_name(table),
+        column_list(table),
+        table.key.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Renders, for PostgreSQL, an upsert and an insert as one statement: the
+/// upsert runs in a data-modifying `WITH` clause, so that both happen in
+/// one round trip and one implicit transaction.
+pub fn render_postgres_upsert_and_insert(
+    upsert_table: &TableSpec,
+    upsert_rows: &[Vec<SqlValue>],
+    insert_table: &TableSpec,
+    insert_rows: &[Vec<SqlValue>],
+) -> Rendered {
+    let mut binder = Binder::new(Dialect::Postgres);
+    let upsert = upsert_sql(&mut binder, upsert_table, upsert_rows);
+    let values = values_clause(&mut binder, insert_table, insert_rows);
+    let sql = format!(
+        "WITH upserted AS ({upsert} RETURNING 1) INSERT INTO {} ({}) VALUES {values}",
+        Dialect::Postgres.table_name(insert_table),
+        column_list(insert_table)
+    );
+    Rendered { name: format!("upsert {} and insert {}", upsert_table.name, insert_table.name), sql, params: binder.params }
 }
 
 /// Renders an `UPDATE`.

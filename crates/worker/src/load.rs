@@ -19,7 +19,7 @@ use unibench_store::{new_id, ExecutionRow};
 use unibench_target::{TargetConfig, TargetConnection};
 
 use crate::metrics::Metrics;
-use crate::sink::{Level, Sink};
+use crate::sink::{KeepDecision, Level, Sink};
 use crate::workload::CompiledWorkload;
 
 /// How long a connection waits before it tries to reconnect.
@@ -245,6 +245,7 @@ async fn open_connection(shared: &LoadShared) -> Result<TargetConnection, Connec
 /// lost and should be reopened.
 async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConnection, rng: &mut SmallRng) -> bool {
     let mut next_start = Instant::now();
+    let mut params = Vec::new();
     let connection_id = connection.session_id();
     while shared.keeps_running(slot) {
         let intended = match shared.qps() {
@@ -264,16 +265,24 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
             None => Instant::now(),
         };
 
-        let (operation, params) = shared.workload.next(rng);
+        let operation = match shared.workload.try_next_into(rng, &mut params) {
+            Ok(operation) => operation,
+            Err(error) => {
+                let message = format!("cannot generate query parameters: {error}");
+                shared.sink.log(Level::Error, message.clone(), None);
+                shared.set_fatal(message);
+                return false;
+            }
+        };
         let kind = shared.workload.operations()[operation].kind;
-        let wall_start = Utc::now();
+        let decision = shared.sink.decide(|| rng.gen());
+        let wall_start = (decision != KeepDecision::Skip).then(Utc::now);
         let result = connection.execute(operation, &params).await;
         let latency = intended.elapsed();
         let success = result.is_ok();
         let warmup = shared.metrics.record(kind, latency, success);
 
-        let draw: f64 = rng.gen();
-        if shared.sink.keeps(success, draw) {
+        if let (true, Some(start_time)) = (decision.keeps(success), wall_start) {
             let identity = &shared.sink.identity;
             let (rows_affected, error) = match &result {
                 Ok(outcome) => (i64::try_from(outcome.rows_affected).ok(), None),
@@ -286,7 +295,7 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
                 worker_id: identity.worker_id.clone(),
                 query_kind: kind.as_str().to_owned(),
                 query_id: None,
-                start_time: wall_start,
+                start_time,
                 end_time: Utc::now(),
                 app_elapsed_ms: latency.as_secs_f64() * 1000.0,
                 success,

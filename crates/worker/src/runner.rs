@@ -244,6 +244,8 @@ struct Worker {
     cumulative: Tally,
     pending_snapshots: Vec<SnapshotRow>,
     last_error: Option<String>,
+    /// The last `RUN_STATUS.UPDATED_AT` seen, and when it was first seen.
+    last_run_update: Option<(DateTime<Utc>, Instant)>,
 }
 
 impl Worker {
@@ -277,6 +279,7 @@ impl Worker {
             cumulative: Tally::default(),
             pending_snapshots: Vec::new(),
             last_error: None,
+            last_run_update: None,
         }
     }
 
@@ -454,8 +457,19 @@ impl Worker {
             }
         }
         if run.status.is_active() && self.stop.is_none() {
-            if let (Some(updated), Some(now)) = (run.updated_at, self.store_now().await) {
-                let silence = (now - updated).to_std().unwrap_or_default();
+            self.check_orchestrator_alive(run.updated_at);
+        }
+    }
+
+    /// Drains when the run's `UPDATED_AT` has not changed for the silence
+    /// timeout. The orchestrator touches it at least every 10 s, so the age
+    /// is measured on this worker's monotonic clock from the moment a value
+    /// was first seen, and clock skew between hosts cannot matter.
+    fn check_orchestrator_alive(&mut self, updated_at: Option<DateTime<Utc>>) {
+        let now = Instant::now();
+        match self.last_run_update {
+            Some((seen, since)) if Some(seen) == updated_at => {
+                let silence = now.duration_since(since);
                 if silence >= self.duration(self.timings.orchestrator_silence_seconds) {
                     self.log(
                         Level::Warn,
@@ -465,15 +479,8 @@ impl Worker {
                     self.stop = Some(StopCause::Orphaned);
                 }
             }
+            _ => self.last_run_update = updated_at.map(|value| (value, now)),
         }
-    }
-
-    async fn store_now(&mut self) -> Option<DateTime<Utc>> {
-        if !self.health.ready() {
-            return None;
-        }
-        let result = self.store.now().await;
-        self.health.observe("read store clock", result)
     }
 
     fn initial_target(&self, run: &RunStatusRow) -> WorkerTarget {

@@ -35,6 +35,25 @@ impl Level {
     }
 }
 
+/// Whether a query's execution row is written, decided before it runs so
+/// that skipped queries cost nothing extra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepDecision {
+    Keep,
+    IfFailed,
+    Skip,
+}
+
+impl KeepDecision {
+    pub fn keeps(self, success: bool) -> bool {
+        match self {
+            KeepDecision::Keep => true,
+            KeepDecision::IfFailed => !success,
+            KeepDecision::Skip => false,
+        }
+    }
+}
+
 /// The run, test and worker ids a worker's rows carry.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -71,14 +90,15 @@ impl Sink {
         }
     }
 
-    /// Returns whether the `query_log` policy keeps an execution. `draw` is
-    /// a uniform number in [0, 1) used for sampling.
-    pub fn keeps(&self, success: bool, draw: f64) -> bool {
+    /// Decides, before a query runs, whether its execution row is kept.
+    /// `draw` is a uniform number in [0, 1) used for sampling; it is only
+    /// read under the `sample` policy.
+    pub fn decide(&self, draw: impl FnOnce() -> f64) -> KeepDecision {
         match self.policy {
-            QueryLogPolicy::All => true,
-            QueryLogPolicy::Sample(fraction) => draw < fraction,
-            QueryLogPolicy::Errors => !success,
-            QueryLogPolicy::Off => false,
+            QueryLogPolicy::All => KeepDecision::Keep,
+            QueryLogPolicy::Sample(fraction) if draw() < fraction => KeepDecision::Keep,
+            QueryLogPolicy::Sample(_) | QueryLogPolicy::Off => KeepDecision::Skip,
+            QueryLogPolicy::Errors => KeepDecision::IfFailed,
         }
     }
 
