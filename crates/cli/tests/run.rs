@@ -455,3 +455,38 @@ fn shipped_templates_are_valid() {
     }
     assert!(checked >= 3, "{checked} templates checked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_worker_gets_sigterm_then_sigkill() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("off");
+    let timings = timings(json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}));
+    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings);
+    let run_id = process.run_id().await;
+    eventually(Duration::from_secs(30), "RUNNING with both workers measuring", || async {
+        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
+        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
+    })
+    .await;
+
+    let frozen = eventually(Duration::from_secs(5), "worker-1's process", || async {
+        let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
+    })
+    .await;
+    // A stopped process cannot drain or handle SIGTERM; only SIGKILL ends it.
+    Command::new("kill").args(["-s", "STOP", &frozen.to_string()]).status().unwrap();
+    let stopped = Instant::now();
+    process.signal("INT");
+    let code = process.wait(RUN_TIMEOUT).await;
+    println!("run ended {:?} after the stop request", stopped.elapsed());
+    assert_eq!(code, Some(1), "stderr:\n{}", process.stderr());
+    let run = setup.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Cancelled, "a stop always ends CANCELLED");
+    let reason = run.status_reason.unwrap_or_default();
+    assert!(reason.contains("SIGTERM") && reason.contains("SIGKILL") && reason.contains("worker-1"), "{reason}");
+    assert!(worker_pids(&run_id).is_empty(), "no worker process left");
+    let filter = unibench_store::LogFilter { level: Some("WARN".to_owned()), ..Default::default() };
+    let warnings = setup.store.list_logs(&run_id, &filter).await.unwrap();
+    assert!(warnings.iter().any(|log| log.message.contains("SIGKILL")), "the escalation is in TEST_LOGS");
+}
