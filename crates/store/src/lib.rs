@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use convert::{values_of, TableRow};
 pub use error::{Backend, MissingColumn, StoreError, StoreResult};
+pub use postgres::{describe_error, describe_location};
 use postgres::PostgresStore;
 pub use rows::*;
 use schema::TableSpec;

@@ -407,8 +407,10 @@ fn missing_columns(present: &HashSet<(String, String, String)>) -> Vec<MissingCo
     missing
 }
 
-/// `host:port/database` of a connection, without user or password.
-fn describe_location(config: &tokio_postgres::Config) -> String {
+/// Returns `host:port/database` of a PostgreSQL connection, without user
+/// or password. Shared with the target crate, which reports targets the
+/// same way.
+pub fn describe_location(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -419,9 +421,9 @@ fn describe_location(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{database}")
 }
 
-/// The error and its causes on one line: tokio-postgres puts the useful
-/// part ("Connection refused") in the source chain.
-fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
+/// Joins an error and its causes into one line, because tokio-postgres
+/// puts the useful part ("Connection refused") in the source chain.
+pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -71,7 +71,7 @@ impl TargetConfig {
         if config.get_application_name().is_none() {
             config.application_name(APPLICATION_NAME);
         }
-        let location = describe_location(&config);
+        let location = unibench_store::describe_location(&config);
         TargetConfig {
             endpoint: Endpoint::Postgres { config: Box::new(config), location },
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -137,17 +137,6 @@ impl TargetConfig {
             Endpoint::Sqlite { path } => path.display().to_string(),
         }
     }
-}
-
-fn describe_location(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let database = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
-    format!("{host}:{port}/{database}")
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ pub(crate) fn describe(client: &Client, error: &tokio_postgres::Error) -> (Optio
                 client.is_closed() || code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03");
             (Some(code), db_error.message().to_owned(), lost)
         }
-        None => (None, describe_chain(error), client.is_closed() || error.is_closed()),
+        None => (None, unibench_store::describe_error(error), client.is_closed() || error.is_closed()),
     }
 }
 
@@ -188,23 +188,7 @@ pub(crate) fn query_error(query: &'static str, client: &Client, error: &tokio_po
 fn connect_error(location: &str, error: &tokio_postgres::Error) -> TargetError {
     let (code, reason) = match error.as_db_error() {
         Some(db_error) => (Some(db_error.code().code().to_owned()), db_error.message().to_owned()),
-        None => (None, describe_chain(error)),
+        None => (None, unibench_store::describe_error(error)),
     };
     TargetError::Connect { backend: BACKEND, location: location.to_owned(), code, reason }
-}
-
-/// Joins the error and its causes into one line, because tokio-postgres
-/// puts the useful part ("Connection refused") in the source chain.
-fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
