@@ -5,6 +5,7 @@ mod demo_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod schema_cmd;
+mod serve_cmd;
 mod store_arg;
 mod summary;
 mod worker_cmd;
@@ -42,6 +43,8 @@ enum Command {
     /// Run one worker of a run (started by the orchestrator, or by hand on
     /// another host that reaches the same store).
     Worker(worker_cmd::WorkerCommand),
+    /// Serve the HTTP API and live stream, with the orchestrator embedded.
+    Serve(serve_cmd::ServeCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Run(command) => run_cmd::run(command).await,
             Command::Demo(command) => demo_cmd::run(command).await,
             Command::Runs { action } => runs_cmd::run(action).await,
+            Command::Serve(command) => serve_cmd::run(command).await,
         }
     })
 }

@@ -72,6 +72,36 @@ pub struct WorkerLive {
     pub target_connections: i64,
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
+    /// Whether the worker's latest snapshot counts toward the live
+    /// aggregate: the worker is not dead and the snapshot is past warmup.
+    pub counted: bool,
+}
+
+impl WorkerLive {
+    /// Builds the live view of one worker from its heartbeat and latest
+    /// snapshot.
+    pub fn from_view(view: &WorkerView) -> Self {
+        let snapshot = view.latest.as_ref();
+        let counted = view.health != WorkerHealth::Dead
+            && snapshot.and_then(|s| s.phase.parse::<RunPhase>().ok()).is_some_and(rollup::is_measured_phase);
+        WorkerLive {
+            worker_id: view.heartbeat.worker_id.clone(),
+            worker_group_id: view.heartbeat.worker_group_id,
+            status: view.heartbeat.status.as_str().to_owned(),
+            phase: view.heartbeat.phase.map(|phase| phase.as_str().to_owned()),
+            health: view.health,
+            last_heartbeat: view.heartbeat.last_heartbeat,
+            last_heartbeat_ago_s: view.heartbeat_age.as_secs_f64().min(1e9),
+            qps: snapshot.map_or(0.0, |s| s.qps),
+            p95_latency_ms: snapshot.and_then(|s| s.p95_latency_ms),
+            error_count: view.heartbeat.error_count,
+            active_connections: view.heartbeat.active_connections,
+            target_connections: view.heartbeat.target_connections,
+            cpu_percent: snapshot.and_then(|s| s.cpu_percent),
+            memory_percent: snapshot.and_then(|s| s.memory_percent),
+            counted,
+        }
+    }
 }
 
 /// The state of a run at one tick, for terminals and dashboards.
@@ -364,7 +394,7 @@ impl RunLoop {
             self.advance_phase().await;
         }
         self.write_rollup(&aggregate).await;
-        self.publish(aggregate, views.iter().map(worker_live).collect(), self.stopping.as_ref().map(|s| s.reason.clone()));
+        self.publish(aggregate, views.iter().map(WorkerLive::from_view).collect(), self.stopping.as_ref().map(|s| s.reason.clone()));
 
         match &self.stopping {
             Some(_) => {
@@ -750,26 +780,6 @@ impl RunLoop {
         for worker in &mut self.workers {
             worker.handle.kill();
         }
-    }
-}
-
-fn worker_live(view: &WorkerView) -> WorkerLive {
-    let snapshot = view.latest.as_ref();
-    WorkerLive {
-        worker_id: view.heartbeat.worker_id.clone(),
-        worker_group_id: view.heartbeat.worker_group_id,
-        status: view.heartbeat.status.as_str().to_owned(),
-        phase: view.heartbeat.phase.map(|phase| phase.as_str().to_owned()),
-        health: view.health,
-        last_heartbeat: view.heartbeat.last_heartbeat,
-        last_heartbeat_ago_s: view.heartbeat_age.as_secs_f64().min(1e9),
-        qps: snapshot.map_or(0.0, |s| s.qps),
-        p95_latency_ms: snapshot.and_then(|s| s.p95_latency_ms),
-        error_count: view.heartbeat.error_count,
-        active_connections: view.heartbeat.active_connections,
-        target_connections: view.heartbeat.target_connections,
-        cpu_percent: snapshot.and_then(|s| s.cpu_percent),
-        memory_percent: snapshot.and_then(|s| s.memory_percent),
     }
 }
 

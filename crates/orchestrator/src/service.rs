@@ -121,8 +121,15 @@ impl OrchestratorService {
     pub async fn create(&self, request: RunRequest) -> Result<String, OrchestratorError> {
         let template = request.overrides.apply(&request.template);
         let config = prepare::check_before_run(&self.store, &template, self.settings.connections_file.as_deref()).await?;
-        if let (Some(template_id), true) = (&request.template_id, prepare::uses_key_pool(&template)) {
-            prepare::sample_key_pool(&self.store, &template, template_id, &config).await?;
+        // Every run is template-based: an inline template is saved by name
+        // once it has passed the checks, and its value pools hang off it.
+        let template_id = match request.template_id {
+            Some(template_id) => template_id,
+            None => self.save_template(&request.template).await?.template_id,
+        };
+        let request = RunRequest { template_id: Some(template_id.clone()), ..request };
+        if prepare::uses_key_pool(&template) {
+            prepare::sample_key_pool(&self.store, &template, &template_id, &config).await?;
         }
         let worker_count = prepare::worker_count(&template);
         let scenario = prepare::scenario(template, request.template_id.clone(), self.settings.timings);
