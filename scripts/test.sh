@@ -278,6 +278,19 @@ run_cargo_tests() {
     cargo test --workspace --locked "$@"
 }
 
+# The browser test (crates/cli/tests/browser.rs) drives Debian's headless Chromium.
+install_chromium() {
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+        return
+    fi
+    if [[ "$(id -u)" -ne 0 ]]; then
+        fail "chromium and chromedriver not found; install them as root with 'apt-get install chromium chromium-driver'"
+    fi
+    log "installing Debian's chromium and chromium-driver for the browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+}
+
 main() {
     # libpq reads these variables. Clearing them keeps the caller's environment
     # from redirecting the tests' connections or supplying a password.
@@ -288,6 +301,7 @@ main() {
     trap 'exit 143' TERM
 
     locate_or_install_postgres
+    install_chromium
     choose_owner_user
     create_cluster_dir
     init_cluster

@@ -338,6 +338,8 @@ async fn killed_worker_fails_the_run() {
     assert!(worker_pids(&run_id).is_empty(), "the other worker exited");
     let filter = SnapshotFilter { worker_id: Some("worker-1".to_owned()), ..Default::default() };
     assert!(!setup.store.list_snapshots(&run_id, &filter).await.unwrap().is_empty(), "the killed worker's snapshots remain");
+    let killed_child = setup.store.get_test_result(&format!("{run_id}-worker-1")).await.unwrap().expect("worker-1's row");
+    assert_eq!(killed_child.status, "FAILED", "an unfinished worker row is closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

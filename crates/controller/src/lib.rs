@@ -13,7 +13,7 @@
 //! - `/api/tests/{test_id}` with `/timeseries`, `/logs` and `/warehouse`,
 //!   and `GET /api/compare?runs=a,b` (at most five runs).
 //! - `WS /ws/test/{run_id}`: one `RUN_UPDATE` per second.
-//! - `GET /`: a placeholder page until the web UI replaces it.
+//! - `GET /` and `/ui/*`: the web UI, embedded in the binary.
 //!
 //! Errors are JSON: `{"error": {"field": "...", "message": "..."}}`.
 
@@ -23,7 +23,7 @@ mod extract;
 mod health;
 mod live_feed;
 mod live_message;
-mod page;
+mod ui;
 mod results;
 mod runs;
 mod state;
@@ -77,7 +77,7 @@ impl Controller {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         Router::new()
-            .route("/", get(page::index))
+            .merge(ui::router())
             .route("/health", get(health::health))
             .route("/api/templates", get(templates::list).post(templates::create))
             .route("/api/templates/import", post(templates::import))

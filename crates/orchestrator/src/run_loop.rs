@@ -44,6 +44,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Time between SIGTERM and SIGKILL for workers that ignore a stop.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How often the loop reads the store's clock; between reads it advances
+/// the last reading on the local monotonic clock.
+const CLOCK_RESYNC: Duration = Duration::from_secs(30);
 /// Rows read per page when loading snapshots or executions for rollups.
 const ROLLUP_PAGE: u32 = 10_000;
 
@@ -167,6 +170,8 @@ struct RunLoop {
     last_written: Option<(i64, i64, i64, i64)>,
     last_touch: Instant,
     registered: u32,
+    /// The store's time at a local instant, for [`RunLoop::store_now`].
+    store_clock: Option<(DateTime<Utc>, Instant)>,
 }
 
 /// Drives a run from spawning its workers to its terminal status.
@@ -185,6 +190,7 @@ pub async fn drive(ctx: RunContext) -> RunOutcome {
         last_written: None,
         last_touch: Instant::now(),
         registered: 0,
+        store_clock: None,
     };
     let outcome = run.run().await;
     // Whatever happened, no worker process outlives the loop for long.
@@ -405,9 +411,24 @@ impl RunLoop {
         }
     }
 
-    async fn read_workers(&self) -> Result<Vec<WorkerView>, unibench_store::StoreError> {
+    /// The store's current time, read from the store every
+    /// [`CLOCK_RESYNC`] and advanced on the local monotonic clock in
+    /// between, which saves a statement per tick.
+    async fn store_now(&mut self) -> Result<DateTime<Utc>, unibench_store::StoreError> {
+        if let Some((at, read)) = self.store_clock {
+            if read.elapsed() < CLOCK_RESYNC {
+                let elapsed = chrono::Duration::from_std(read.elapsed()).unwrap_or_default();
+                return Ok(at + elapsed);
+            }
+        }
+        let now = self.ctx.store.now().await?;
+        self.store_clock = Some((now, Instant::now()));
+        Ok(now)
+    }
+
+    async fn read_workers(&mut self) -> Result<Vec<WorkerView>, unibench_store::StoreError> {
+        let now = self.store_now().await?;
         let store = &self.ctx.store;
-        let now = store.now().await?;
         let heartbeats = store.list_heartbeats(&self.ctx.run_id).await?;
         let latest = store.latest_snapshots(&self.ctx.run_id).await?;
         let thresholds = HealthThresholds {
@@ -696,7 +717,8 @@ impl RunLoop {
         let store = &self.ctx.store;
         let results = store.list_test_results(&self.ctx.run_id).await.ok()?;
         let mut parent = results.iter().find(|row| row.is_parent()).cloned()?;
-        let children: Vec<TestResultRow> = results.into_iter().filter(|row| !row.is_parent()).collect();
+        let mut children: Vec<TestResultRow> = results.into_iter().filter(|row| !row.is_parent()).collect();
+        self.close_unfinished_children(&mut children, end).await;
         let snapshots = self.all_snapshots().await;
         let merged = rollup::merge_measurement(&snapshots);
         let measured_seconds = match (self.measurement_started, self.measurement_ended) {
@@ -714,6 +736,27 @@ impl RunLoop {
         }
         self.cross_check(&parent).await;
         Some(parent)
+    }
+
+    /// Marks the result rows of workers that never finalised them (killed,
+    /// or cut off from the store) as FAILED, so that no child row of an
+    /// ended run still says RUNNING. Their counts stay as last written.
+    async fn close_unfinished_children(&self, children: &mut [TestResultRow], end: Option<DateTime<Utc>>) {
+        let mut closed = Vec::new();
+        for child in children.iter_mut().filter(|child| child.status == "RUNNING" || child.status == "PREPARED") {
+            child.status = RunStatus::Failed.as_str().to_owned();
+            child.end_time = end;
+            child.failure_reason = Some("the worker ended without writing its final results".to_owned());
+            closed.push(child.clone());
+        }
+        if closed.is_empty() {
+            return;
+        }
+        let workers: Vec<String> = closed.iter().filter_map(|child| child.worker_id.clone()).collect();
+        self.log("WARN", &format!("workers ended without final results: {}", workers.join(", ")), None).await;
+        if let Err(error) = self.ctx.store.upsert_test_results(&closed).await {
+            tracing::warn!(%error, run_id = %self.ctx.run_id, "could not close unfinished worker results");
+        }
     }
 
     async fn all_snapshots(&self) -> Vec<unibench_store::SnapshotRow> {

@@ -221,26 +221,44 @@ impl Store {
         self.select(select).await
     }
 
-    /// A worker's once-a-second write: its heartbeat and the snapshots it
-    /// has not written yet (usually one), atomically. On PostgreSQL this is
-    /// a single statement, which keeps the control plane's cost per worker
-    /// low.
+    /// Writes a heartbeat and the snapshots a worker has not written yet,
+    /// in one transaction.
     pub async fn record_worker_tick(&self, heartbeat: &HeartbeatRow, snapshots: &[SnapshotRow]) -> StoreResult<()> {
-        if let (Store::Postgres(store), false) = (self, snapshots.is_empty()) {
-            let statement = sql::render_postgres_upsert_and_insert(
-                &schema::WORKER_HEARTBEATS,
-                &[heartbeat.to_values()],
-                &schema::WORKER_METRICS_SNAPSHOTS,
-                &values_of(snapshots),
-            );
-            return store.execute(&statement).await.map(drop);
-        }
         self.write(vec![
             WriteOp::Upsert { table: &schema::WORKER_HEARTBEATS, rows: vec![heartbeat.to_values()] },
             WriteOp::Insert { table: &schema::WORKER_METRICS_SNAPSHOTS, rows: values_of(snapshots) },
         ])
         .await
         .map(drop)
+    }
+
+    /// A worker's whole once-a-second exchange: writes its heartbeat and
+    /// pending snapshots, and reads up to `limit` control events after
+    /// `after_sequence`. One statement on PostgreSQL.
+    pub async fn worker_tick(
+        &self,
+        heartbeat: &HeartbeatRow,
+        snapshots: &[SnapshotRow],
+        after_sequence: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ControlEventRow>> {
+        match self {
+            Store::Postgres(store) => {
+                let statement = sql::render_postgres_worker_tick(
+                    &[heartbeat.to_values()],
+                    &values_of(snapshots),
+                    &heartbeat.run_id,
+                    after_sequence,
+                    limit,
+                );
+                let rows = store.select_rendered(&schema::RUN_CONTROL_EVENTS, &statement).await?;
+                rows.iter().map(ControlEventRow::from_values).collect()
+            }
+            Store::Sqlite(_) => {
+                self.record_worker_tick(heartbeat, snapshots).await?;
+                self.read_events(&heartbeat.run_id, after_sequence, limit).await
+            }
+        }
     }
 
     pub async fn insert_snapshots(&self, snapshots: &[SnapshotRow]) -> StoreResult<()> {
@@ -262,17 +280,22 @@ impl Store {
         self.select(select).await
     }
 
-    /// The newest snapshot of each of the run's workers.
+    /// The newest snapshot of each of the run's workers, in one statement.
     pub async fn latest_snapshots(&self, run_id: &str) -> StoreResult<Vec<SnapshotRow>> {
-        let heartbeats = self.list_heartbeats(run_id).await?;
-        let mut latest = Vec::with_capacity(heartbeats.len());
-        for heartbeat in heartbeats {
-            let select = Select::from(&schema::WORKER_METRICS_SNAPSHOTS)
-                .filter(Condition::eq("RUN_ID", run_id))
-                .filter(Condition::eq("WORKER_ID", heartbeat.worker_id))
-                .order("TIMESTAMP", Order::Desc);
-            latest.extend(self.select_one::<SnapshotRow>(select).await?);
-        }
+        let table = &schema::WORKER_METRICS_SNAPSHOTS;
+        let dialect = match self {
+            Store::Sqlite(_) => sql::Dialect::Sqlite,
+            Store::Postgres(_) => sql::Dialect::Postgres,
+        };
+        let statement = sql::render_latest_per_group(dialect, table, Condition::eq("RUN_ID", run_id), "WORKER_ID", "TIMESTAMP");
+        let rows = match self {
+            Store::Sqlite(store) => store.select_rendered(table, statement).await?,
+            Store::Postgres(store) => store.select_rendered(table, &statement).await?,
+        };
+        let mut latest: Vec<SnapshotRow> = rows.iter().map(SnapshotRow::from_values).collect::<StoreResult<_>>()?;
+        // Two snapshots of one worker with the same timestamp would both
+        // match; keep one.
+        latest.dedup_by(|a, b| a.worker_id == b.worker_id);
         Ok(latest)
     }
 

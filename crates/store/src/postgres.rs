@@ -194,17 +194,17 @@ impl PostgresStore {
         client.execute(&prepared, &refs).await.map_err(|e| self.statement_error(&statement.name, e))
     }
 
-    /// Runs one already rendered statement outside a transaction.
-    pub async fn execute(&self, statement: &Rendered) -> StoreResult<u64> {
-        let client = self.client().await?;
-        self.execute_on(&client, statement).await
-    }
-
     /// Reads every column of the selected rows.
     pub async fn select(&self, select: &Select) -> StoreResult<Vec<RowValues>> {
         let statement = sql::render_select(Dialect::Postgres, select);
         let rows = self.query(&statement).await?;
         rows.iter().map(|row| self.decode_row(select.table, row, &statement.name)).collect()
+    }
+
+    /// Runs a rendered `SELECT` of every column of `table`.
+    pub async fn select_rendered(&self, table: &'static TableSpec, statement: &Rendered) -> StoreResult<Vec<RowValues>> {
+        let rows = self.query(statement).await?;
+        rows.iter().map(|row| self.decode_row(table, row, &statement.name)).collect()
     }
 
     /// Counts the rows that match the conditions.

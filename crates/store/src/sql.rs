@@ -344,26 +344,6 @@ fn upsert_sql(binder: &mut Binder, table: &TableSpec, rows: &[Vec<SqlValue>]) ->
     )
 }
 
-/// Renders, for PostgreSQL, an upsert and an insert as one statement: the
-/// upsert runs in a data-modifying `WITH` clause, so that both happen in
-/// one round trip and one implicit transaction.
-pub fn render_postgres_upsert_and_insert(
-    upsert_table: &TableSpec,
-    upsert_rows: &[Vec<SqlValue>],
-    insert_table: &TableSpec,
-    insert_rows: &[Vec<SqlValue>],
-) -> Rendered {
-    let mut binder = Binder::new(Dialect::Postgres);
-    let upsert = upsert_sql(&mut binder, upsert_table, upsert_rows);
-    let values = values_clause(&mut binder, insert_table, insert_rows);
-    let sql = format!(
-        "WITH upserted AS ({upsert} RETURNING 1) INSERT INTO {} ({}) VALUES {values}",
-        Dialect::Postgres.table_name(insert_table),
-        column_list(insert_table)
-    );
-    Rendered { name: format!("upsert {} and insert {}", upsert_table.name, insert_table.name), sql, params: binder.params }
-}
-
 /// Renders an `UPDATE`.
 pub fn render_update(
     dialect: Dialect,
@@ -427,6 +407,66 @@ pub fn render_select(dialect: Dialect, select: &Select) -> Rendered {
         sql.push_str(&format!(" LIMIT {} OFFSET {}", page.limit, page.offset));
     }
     Rendered { name: format!("select {}", select.table.name), sql, params: binder.params }
+}
+
+/// Renders, for PostgreSQL, a worker's whole once-a-second exchange as one
+/// statement: the heartbeat upsert and snapshot insert run in
+/// data-modifying `WITH` clauses, and the statement returns the control
+/// events after `after_sequence`.
+pub fn render_postgres_worker_tick(
+    heartbeat: &[Vec<SqlValue>],
+    snapshots: &[Vec<SqlValue>],
+    run_id: &str,
+    after_sequence: i64,
+    limit: u32,
+) -> Rendered {
+    use crate::schema::{RUN_CONTROL_EVENTS, WORKER_HEARTBEATS, WORKER_METRICS_SNAPSHOTS};
+    let mut binder = Binder::new(Dialect::Postgres);
+    let upsert = upsert_sql(&mut binder, &WORKER_HEARTBEATS, heartbeat);
+    let mut sql = format!("WITH upserted AS ({upsert} RETURNING 1)");
+    if !snapshots.is_empty() {
+        let values = values_clause(&mut binder, &WORKER_METRICS_SNAPSHOTS, snapshots);
+        sql.push_str(&format!(
+            ", inserted AS (INSERT INTO {} ({}) VALUES {values} RETURNING 1)",
+            Dialect::Postgres.table_name(&WORKER_METRICS_SNAPSHOTS),
+            column_list(&WORKER_METRICS_SNAPSHOTS)
+        ));
+    }
+    let conditions = [Condition::eq("RUN_ID", run_id), Condition::gt("SEQUENCE_ID", after_sequence)];
+    let where_clause = binder.where_clause(&RUN_CONTROL_EVENTS, &conditions);
+    sql.push_str(&format!(
+        " SELECT {} FROM {}{where_clause} ORDER BY SEQUENCE_ID ASC LIMIT {limit}",
+        column_list(&RUN_CONTROL_EVENTS),
+        Dialect::Postgres.table_name(&RUN_CONTROL_EVENTS)
+    ));
+    Rendered { name: "worker tick".to_owned(), sql, params: binder.params }
+}
+
+/// Renders a `SELECT` of the newest row of each `group_column` value among
+/// the rows matching `column = value`, newest by `order_column`, in one
+/// statement (a correlated subquery both dialects run on an index).
+pub fn render_latest_per_group(
+    dialect: Dialect,
+    table: &TableSpec,
+    filter: Condition,
+    group_column: &'static str,
+    order_column: &'static str,
+) -> Rendered {
+    let mut binder = Binder::new(dialect);
+    let where_clause = binder.where_clause(table, std::slice::from_ref(&filter));
+    let name = dialect.table_name(table);
+    Rendered {
+        name: format!("select latest {} per {group_column}", table.name),
+        sql: format!(
+            "SELECT {columns} FROM {name} AS latest{where_clause} AND {order_column} = \
+             (SELECT MAX(newer.{order_column}) FROM {name} AS newer \
+              WHERE newer.{filter_column} = latest.{filter_column} AND newer.{group_column} = latest.{group_column}) \
+             ORDER BY {group_column}",
+            columns = table.columns.iter().map(|c| format!("latest.{}", c.name)).collect::<Vec<_>>().join(", "),
+            filter_column = filter.column,
+        ),
+        params: binder.params,
+    }
 }
 
 /// Renders a `SELECT COUNT(*)`.

@@ -157,6 +157,11 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs a rendered `SELECT` of every column of `table`.
+    pub async fn select_rendered(&self, table: &'static TableSpec, statement: Rendered) -> StoreResult<Vec<RowValues>> {
+        self.run(move |connection| query(connection, &statement, table)).await
+    }
+
     /// Counts the rows that match the conditions.
     pub async fn count(&self, table: &'static TableSpec, conditions: Vec<sql::Condition>) -> StoreResult<i64> {
         self.run(move |connection| {

@@ -43,6 +43,8 @@ use crate::workload::CompiledWorkload;
 pub const KIND_HISTOGRAMS_KEY: &str = "kind_histograms";
 /// Events read per store round trip while catching up on a backlog.
 const EVENT_PAGE: u32 = 100;
+/// Longest time one flush of executions may take while the worker runs.
+const FLUSH_BUDGET: Duration = Duration::from_millis(250);
 /// Execution rows written per statement batch.
 const EXECUTION_BATCH: usize = 5_000;
 /// How often ramps advance and connection slots are topped up.
@@ -400,23 +402,29 @@ impl Worker {
             }
             let result = self.store.read_events(&self.identity.run_id, self.last_sequence, EVENT_PAGE).await;
             let Some(events) = self.health.observe("read control events", result) else { return };
-            let full_page = events.len() as u32 == EVENT_PAGE;
-            for event in events {
-                if event.sequence_id <= self.last_sequence {
-                    continue;
-                }
-                self.last_sequence = event.sequence_id;
-                match ControlEventPayload::from_json(event.event_type, &event.event_data) {
-                    Ok(payload) => self.apply_event(payload),
-                    Err(error) => {
-                        self.log(Level::Warn, &format!("ignored control event {}: {error}", event.sequence_id), None)
-                    }
-                }
-            }
+            let full_page = self.apply_events(events);
             if !full_page {
                 return;
             }
         }
+    }
+
+    /// Applies new events in sequence order, skipping any at or below the
+    /// last sequence seen. Returns whether the page was full, so that the
+    /// caller reads on.
+    fn apply_events(&mut self, events: Vec<unibench_store::ControlEventRow>) -> bool {
+        let full_page = events.len() as u32 == EVENT_PAGE;
+        for event in events {
+            if event.sequence_id <= self.last_sequence {
+                continue;
+            }
+            self.last_sequence = event.sequence_id;
+            match ControlEventPayload::from_json(event.event_type, &event.event_data) {
+                Ok(payload) => self.apply_event(payload),
+                Err(error) => self.log(Level::Warn, &format!("ignored control event {}: {error}", event.sequence_id), None),
+            }
+        }
+        full_page
     }
 
     fn apply_event(&mut self, payload: ControlEventPayload) {
@@ -518,6 +526,9 @@ impl Worker {
         let mut current = initial;
 
         let mut tick = tokio::time::interval(self.duration(self.timings.heartbeat_seconds));
+        // Each tick also reads new control events; a separate poll runs only
+        // when events must be read more often than heartbeats are written.
+        let poll_separately = self.timings.event_poll_seconds < self.timings.heartbeat_seconds;
         let mut poll = tokio::time::interval(self.duration(self.timings.event_poll_seconds));
         let mut reconcile = tokio::time::interval(self.duration(self.timings.reconcile_seconds));
         let mut log_flush = tokio::time::interval(self.duration(self.timings.log_flush_seconds));
@@ -533,7 +544,7 @@ impl Worker {
                     self.tick(&shared, WorkerStatus::Running).await;
                     self.flush_executions(false).await;
                 }
-                _ = poll.tick() => self.poll_events().await,
+                _ = poll.tick(), if poll_separately => self.poll_events().await,
                 _ = reconcile.tick() => self.reconcile(current).await,
                 _ = log_flush.tick() => self.flush_logs().await,
                 _ = sink.urgent.notified() => self.flush_logs().await,
@@ -590,10 +601,13 @@ impl Worker {
         if !self.health.ready() {
             return;
         }
-        let result = self.store.record_worker_tick(&heartbeat, &self.pending_snapshots).await;
-        if self.health.observe("write heartbeat and snapshot", result).is_some() {
+        let result = self.store.worker_tick(&heartbeat, &self.pending_snapshots, self.last_sequence, EVENT_PAGE).await;
+        if let Some(events) = self.health.observe("write heartbeat and snapshot", result) {
             self.heartbeat_count += 1;
             self.pending_snapshots.clear();
+            if self.apply_events(events) {
+                self.poll_events().await;
+            }
         }
     }
 
@@ -679,8 +693,12 @@ impl Worker {
         }
     }
 
-    /// Writes buffered executions; with `all`, everything, batch by batch.
+    /// Writes buffered executions. While running, it stops after
+    /// [`FLUSH_BUDGET`] so that a store slower than the target cannot stall
+    /// the control loop (the buffer then grows to its cap and drops, counted,
+    /// what does not fit); with `all`, it writes everything.
     async fn flush_executions(&mut self, all: bool) {
+        let started = Instant::now();
         loop {
             if !self.health.ready() {
                 return;
@@ -695,7 +713,7 @@ impl Worker {
                 self.sink.return_executions(rows);
                 return;
             }
-            if !(all || full) {
+            if !all && (!full || started.elapsed() >= FLUSH_BUDGET) {
                 return;
             }
         }
