@@ -16,6 +16,24 @@ pub enum RunsAction {
     List(ListArgs),
     /// Show one run's final numbers and workers.
     Show(ShowArgs),
+    /// Compare up to five runs side by side.
+    Compare(CompareArgs),
+}
+
+/// Most runs `runs compare` puts side by side.
+const MAX_COMPARED: usize = 5;
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two to five run ids.
+    #[arg(required = true, num_args = 1..)]
+    run_ids: Vec<String>,
+    /// Store URL (default: $UNIBENCH_STORE, else the embedded SQLite file).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +68,7 @@ pub async fn run(action: RunsAction) -> ExitCode {
     let result = match action {
         RunsAction::List(args) => list(args).await,
         RunsAction::Show(args) => show(args).await,
+        RunsAction::Compare(args) => compare(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,4 +132,56 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
         summary::print(&store, &args.run_id, &url).await?;
     }
     Ok(())
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    if args.run_ids.len() > MAX_COMPARED {
+        anyhow::bail!("runs compare takes at most {MAX_COMPARED} run ids, got {}", args.run_ids.len());
+    }
+    let (store, _) = connect(args.store.as_deref()).await?;
+    let mut summaries = Vec::new();
+    for run_id in &args.run_ids {
+        summaries.push(summary::json(&store, run_id).await?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"runs": summaries}))?);
+        return Ok(());
+    }
+    let rows: [(&str, &[&str]); 11] = [
+        ("template", &["template"]),
+        ("status", &["status"]),
+        ("measured s", &["duration_seconds"]),
+        ("queries", &["totals", "operations"]),
+        ("failed", &["totals", "failed"]),
+        ("qps", &["qps"]),
+        ("avg ms", &["latency", "avg_ms"]),
+        ("p50 ms", &["latency", "p50_ms"]),
+        ("p95 ms", &["latency", "p95_ms"]),
+        ("p99 ms", &["latency", "p99_ms"]),
+        ("p99.9 ms", &["latency", "p999_ms"]),
+    ];
+    print!("{:<12}", "");
+    for summary in &summaries {
+        print!(" {:>30}", summary["run_id"].as_str().unwrap_or("-"));
+    }
+    println!();
+    for (label, path) in rows {
+        print!("{label:<12}");
+        for summary in &summaries {
+            let value = path.iter().fold(summary, |value, key| &value[*key]);
+            print!(" {:>30}", cell(value));
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => format!("{:.2}", number.as_f64().unwrap_or_default()),
+        serde_json::Value::Number(number) => number.to_string(),
+        serde_json::Value::String(text) => text.chars().take(30).collect(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
 }

@@ -438,6 +438,19 @@ fn demo_completes_without_postgres() {
     text.args(["runs", "show", &run_id]).env("UNIBENCH_HOME", home.path());
     let shown = support::run(text, Duration::from_secs(30));
     assert!(shown.stdout.contains(&format!("run        {run_id}")), "{}", shown.stdout);
+
+    let mut compare = support::unibench();
+    compare.args(["runs", "compare", &run_id, &run_id]).env("UNIBENCH_HOME", home.path());
+    let compared = support::run(compare, Duration::from_secs(30));
+    assert!(compared.success(), "{compared:?}");
+    let qps_row = compared.stdout.lines().find(|line| line.starts_with("qps")).expect("a qps row");
+    assert_eq!(qps_row.split_whitespace().count(), 3, "one qps column per run: {qps_row}");
+
+    let mut too_many = support::unibench();
+    too_many.args(["runs", "compare", "a", "b", "c", "d", "e", "f"]).env("UNIBENCH_HOME", home.path());
+    let refused = support::run(too_many, Duration::from_secs(30));
+    assert_eq!(refused.code, Some(1));
+    assert!(refused.stderr.contains("at most 5 run ids"), "{refused:?}");
 }
 
 #[test]
