@@ -132,7 +132,7 @@ impl RunProcess {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    /// The run id, read from the "run ... created" line.
+    /// Returns the run id, read from the "run ... created" line.
     async fn run_id(&mut self) -> String {
         if let Some(run_id) = &self.run_id {
             return run_id.clone();
@@ -155,21 +155,10 @@ impl RunProcess {
     }
 
     async fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("already reaped");
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                child.kill().ok();
-                child.wait().ok();
-                self.child = None;
-                panic!("unibench run did not exit within {timeout:?}; stderr:\n{}", self.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut child = self.child.take().expect("already reaped");
+        let stderr = self.stderr_path.clone();
+        support::wait_for_exit(&mut child, timeout, "unibench run", || std::fs::read_to_string(&stderr).unwrap_or_default())
+            .await
     }
 }
 
@@ -249,7 +238,8 @@ async fn acceptance_two_workers_on_pgbench_accounts() {
     let warmup_end = run.warmup_end_time.expect("WARMUP_END_TIME is set");
     let warmup = (warmup_end - started).to_std().unwrap();
     println!("WARMUP to MEASUREMENT after {warmup:?} (warmup_seconds 2)");
-    assert!(warmup >= Duration::from_secs(2) && warmup <= Duration::from_secs(3), "{warmup:?}");
+    assert!(warmup >= Duration::from_secs(2), "measurement started early: {warmup:?}");
+    assert!(warmup <= Duration::from_secs(3), "measurement started late: {warmup:?}");
 
     let pids = worker_pids(&run_id);
     assert_eq!(pids.len(), 2, "two worker processes run");
@@ -334,7 +324,8 @@ async fn killed_worker_fails_the_run() {
     println!("run ended {} {:?} after the kill: {:?}", run.status, killed.elapsed(), run.status_reason);
     assert_eq!(run.status, RunStatus::Failed);
     let reason = run.status_reason.unwrap_or_default();
-    assert!(reason.contains("worker-1") && reason.contains("DEAD"), "{reason}");
+    assert!(reason.contains("worker-1"), "the reason names the worker: {reason}");
+    assert!(reason.contains("DEAD"), "the reason says the worker is dead: {reason}");
     assert!(worker_pids(&run_id).is_empty(), "the other worker exited");
     let filter = SnapshotFilter { worker_id: Some("worker-1".to_owned()), ..Default::default() };
     assert!(!setup.store.list_snapshots(&run_id, &filter).await.unwrap().is_empty(), "the killed worker's snapshots remain");
@@ -499,7 +490,9 @@ async fn frozen_worker_gets_sigterm_then_sigkill() {
     let run = setup.run(&run_id).await;
     assert_eq!(run.status, RunStatus::Cancelled, "a stop always ends CANCELLED");
     let reason = run.status_reason.unwrap_or_default();
-    assert!(reason.contains("SIGTERM") && reason.contains("SIGKILL") && reason.contains("worker-1"), "{reason}");
+    assert!(reason.contains("SIGTERM"), "{reason}");
+    assert!(reason.contains("SIGKILL"), "{reason}");
+    assert!(reason.contains("worker-1"), "{reason}");
     assert!(worker_pids(&run_id).is_empty(), "no worker process left");
     let filter = unibench_store::LogFilter { level: Some("WARN".to_owned()), ..Default::default() };
     let warnings = setup.store.list_logs(&run_id, &filter).await.unwrap();

@@ -19,7 +19,7 @@ text_enum! {
 }
 
 text_enum! {
-    /// Which workers an event addresses.
+    /// Set of workers an event addresses.
     EventScope, "event scope" {
         Run => "RUN",
         WorkerGroup => "WORKER_GROUP",
@@ -41,7 +41,7 @@ pub struct StartEvent {
     pub expected_workers: u32,
 }
 
-/// Who asked for a run to stop.
+/// Origin of a stop request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopInitiator {
@@ -113,7 +113,7 @@ pub struct EventDecodeError {
 }
 
 impl ControlEventPayload {
-    /// The `EVENT_TYPE` this payload is stored under.
+    /// Returns the `EVENT_TYPE` this payload is stored under.
     pub fn event_type(&self) -> EventType {
         match self {
             ControlEventPayload::Start(_) => EventType::Start,
@@ -123,7 +123,7 @@ impl ControlEventPayload {
         }
     }
 
-    /// The payload as the JSON stored in `EVENT_DATA`.
+    /// Returns the payload as the JSON stored in `EVENT_DATA`.
     pub fn to_json(&self) -> serde_json::Value {
         let value = match self {
             ControlEventPayload::Start(event) => serde_json::to_value(event),
@@ -152,7 +152,7 @@ impl ControlEventPayload {
         Ok(payload)
     }
 
-    /// The scope the event addresses.
+    /// Returns the scope the event addresses.
     pub fn scope(&self) -> EventScope {
         match self {
             ControlEventPayload::Start(event) => event.scope,

@@ -49,7 +49,7 @@ impl PartialEq for LatencyHistogram {
 }
 
 impl LatencyHistogram {
-    /// An empty histogram with the standard bounds.
+    /// Creates an empty histogram with the standard bounds.
     pub fn new() -> Self {
         let histogram = Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
             .expect("the standard histogram bounds are valid");
@@ -94,7 +94,7 @@ impl LatencyHistogram {
         self.histogram.len()
     }
 
-    /// Whether nothing was recorded.
+    /// Returns whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.histogram.is_empty()
     }

@@ -48,7 +48,8 @@ text_enum! {
 }
 
 impl QueryKind {
-    /// Whether the query changes data; reads and writes are counted apart.
+    /// Returns whether the query changes data. Reads and writes are counted
+    /// apart.
     pub fn is_write(self) -> bool {
         matches!(self, QueryKind::Insert | QueryKind::Update | QueryKind::Delete)
     }
@@ -64,7 +65,7 @@ text_enum! {
 }
 
 text_enum! {
-    /// How `key` parameters pick values from the key pool.
+    /// Distribution of the values `key` parameters pick from the key pool.
     KeyDistribution, "key distribution" {
         Uniform => "uniform",
         Zipfian => "zipfian",
@@ -72,7 +73,7 @@ text_enum! {
     }
 }
 
-/// Which executed queries are written to `QUERY_EXECUTIONS`.
+/// Policy for which executed queries are written to `QUERY_EXECUTIONS`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum QueryLogPolicy {
     /// Every query.
@@ -131,7 +132,7 @@ impl<'de> Deserialize<'de> for QueryLogPolicy {
     }
 }
 
-/// Which table a template loads, and through which connection.
+/// Target table of a template and the connection that reaches it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
@@ -163,7 +164,7 @@ pub struct Operation {
     pub params: Vec<String>,
 }
 
-/// What load to generate and for how long.
+/// Load to generate and its duration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
@@ -237,7 +238,7 @@ impl<'de> Deserialize<'de> for AutoOr {
     }
 }
 
-/// How connections are spread over workers.
+/// Spread of connections over workers.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scaling {

@@ -411,7 +411,7 @@ impl RunLoop {
         }
     }
 
-    /// The store's current time, read from the store every
+    /// Returns the store's current time, read from the store every
     /// [`CLOCK_RESYNC`] and advanced on the local monotonic clock in
     /// between, which saves a statement per tick.
     async fn store_now(&mut self) -> Result<DateTime<Utc>, unibench_store::StoreError> {
@@ -740,7 +740,7 @@ impl RunLoop {
 
     /// Marks the result rows of workers that never finalised them (killed,
     /// or cut off from the store) as FAILED, so that no child row of an
-    /// ended run still says RUNNING. Their counts stay as last written.
+    /// ended run still reads RUNNING. Their counts stay as last written.
     async fn close_unfinished_children(&self, children: &mut [TestResultRow], end: Option<DateTime<Utc>>) {
         let mut closed = Vec::new();
         for child in children.iter_mut().filter(|child| child.status == "RUNNING" || child.status == "PREPARED") {

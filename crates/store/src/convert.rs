@@ -12,7 +12,7 @@ use crate::sql::{RowValues, SqlValue};
 pub trait TableRow: Sized {
     const TABLE: &'static TableSpec;
 
-    /// The row's values in the table's column order.
+    /// Returns the row's values in the table's column order.
     fn to_values(&self) -> Vec<SqlValue>;
 
     /// Reads a row, failing on a missing or ill-typed value.
@@ -159,7 +159,7 @@ impl TableRow for HeartbeatRow {
             .set("STATUS", self.status.as_str())
             .set("PHASE", self.phase.map(|phase| phase.as_str()))
             // Health is judged on the store's clock, so the heartbeat time
-            // always comes from the store, whatever the worker's clock says.
+            // always comes from the store, whatever the worker's clock reads.
             .set("LAST_HEARTBEAT", SqlValue::Now)
             .set("HEARTBEAT_COUNT", self.heartbeat_count)
             .set("ACTIVE_CONNECTIONS", self.active_connections)
@@ -190,7 +190,8 @@ impl TableRow for HeartbeatRow {
     }
 }
 
-/// The per-kind latency columns of `TEST_RESULTS`, as (p50, p95, p99).
+/// Returns the per-kind latency columns of `TEST_RESULTS`, as (p50, p95,
+/// p99).
 pub(crate) fn kind_latency_columns(kind: QueryKind) -> [&'static str; 3] {
     match kind {
         QueryKind::PointLookup => {
@@ -619,7 +620,7 @@ impl TableRow for ValuePoolRow {
     }
 }
 
-/// The values of many rows, for a batch write.
+/// Converts many rows to values for a batch write.
 pub fn values_of<T: TableRow>(rows: &[T]) -> Vec<Vec<SqlValue>> {
     rows.iter().map(TableRow::to_values).collect()
 }

@@ -37,7 +37,7 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to the store and checks that it answers. Runs no DDL.
+    /// Connects to the store and checks that it responds. Runs no DDL.
     pub async fn connect(url: &StoreUrl) -> StoreResult<Self> {
         match url {
             StoreUrl::Sqlite { path } => Ok(Store::Sqlite(SqliteStore::connect(path).await?)),
@@ -79,7 +79,7 @@ impl Store {
         }
     }
 
-    /// The store's clock, which heartbeat ages are measured against.
+    /// Returns the store's clock, which heartbeat ages are measured against.
     pub async fn now(&self) -> StoreResult<DateTime<Utc>> {
         match self {
             Store::Sqlite(store) => store.now().await,
@@ -232,7 +232,7 @@ impl Store {
         .map(drop)
     }
 
-    /// A worker's whole once-a-second exchange: writes its heartbeat and
+    /// Runs a worker's whole once-a-second exchange: writes its heartbeat and
     /// pending snapshots, and reads up to `limit` control events after
     /// `after_sequence`. One statement on PostgreSQL.
     pub async fn worker_tick(
@@ -280,7 +280,8 @@ impl Store {
         self.select(select).await
     }
 
-    /// The newest snapshot of each of the run's workers, in one statement.
+    /// Reads the newest snapshot of each of the run's workers, in one
+    /// statement.
     pub async fn latest_snapshots(&self, run_id: &str) -> StoreResult<Vec<SnapshotRow>> {
         let table = &schema::WORKER_METRICS_SNAPSHOTS;
         let dialect = match self {
@@ -312,8 +313,8 @@ impl Store {
         self.select_one(Select::from(&schema::TEST_RESULTS).filter(Condition::eq("TEST_ID", test_id))).await
     }
 
-    /// The run's parent row and its children, parent first, children by
-    /// worker group.
+    /// Reads the run's parent row and its children, parent first, children
+    /// by worker group.
     pub async fn list_test_results(&self, run_id: &str) -> StoreResult<Vec<TestResultRow>> {
         let select = Select::from(&schema::TEST_RESULTS)
             .filter(Condition::eq("RUN_ID", run_id))
@@ -487,7 +488,7 @@ impl Store {
         .map(drop)
     }
 
-    /// A template's pool values, by kind, column and sequence.
+    /// Reads a template's pool values, by kind, column and sequence.
     pub async fn list_value_pools(&self, template_id: &str) -> StoreResult<Vec<ValuePoolRow>> {
         let select = Select::from(&schema::TEMPLATE_VALUE_POOLS)
             .filter(Condition::eq("TEMPLATE_ID", template_id))
@@ -509,8 +510,8 @@ fn execution_select(run_id: &str, filter: &ExecutionFilter) -> Select {
         .filter_if("WARMUP", filter.warmup)
 }
 
-/// The `UPDATE` of `RUN_STATUS` for a partial update; `UPDATED_AT` is
-/// always set.
+/// Builds the `UPDATE` of `RUN_STATUS` for a partial update. It always
+/// sets `UPDATED_AT`.
 fn run_update_op(run_id: &str, update: &RunStatusUpdate) -> WriteOp {
     let mut sets: Vec<(&'static str, Assign)> = Vec::new();
     let mut set = |column: &'static str, value: SqlValue| sets.push((column, Assign::Value(value)));

@@ -16,9 +16,9 @@ use crate::rows::{number_events, ControlEventRow, NewControlEvent};
 use crate::schema::{ColumnType, TableSpec, POSTGRES_DDL, REQUIRED_TABLES, RUN_CONTROL_EVENTS};
 use crate::sql::{self, Dialect, Rendered, RowValues, Select, SqlValue, WriteOp};
 
-/// Most connections one process holds to the store. Workers and the
+/// Maximum connections one process keeps to the store. Workers and the
 /// orchestrator issue a handful of statements per second, so a few
-/// connections are plenty; the limit keeps the server's slots for targets.
+/// connections are plenty, and the limit keeps the server's slots for targets.
 const POOL_SIZE: usize = 8;
 
 /// PostgreSQL caps a statement at 65,535 parameters; batches stay well
@@ -45,7 +45,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and checks that the server answers.
+    /// Connects and checks that the server responds.
     pub async fn connect(config: &tokio_postgres::Config) -> StoreResult<Self> {
         let location = describe_location(config);
         let user = config.get_user().unwrap_or_default().to_owned();
@@ -161,7 +161,7 @@ impl PostgresStore {
         Ok(missing_columns(&present))
     }
 
-    /// The server's current time.
+    /// Returns the server's current time.
     pub async fn now(&self) -> StoreResult<DateTime<Utc>> {
         let client = self.client().await?;
         let row = client.query_one("SELECT now()", &[]).await.map_err(|e| self.statement_error("now", e))?;
@@ -381,7 +381,7 @@ fn decode_value(row: &Row, index: usize, kind: ColumnType) -> Result<SqlValue, t
     })
 }
 
-/// The required columns absent from `present`, which holds lower-case
+/// Lists the required columns absent from `present`, which contains lower-case
 /// (schema, table, column) triples.
 fn missing_columns(present: &HashSet<(String, String, String)>) -> Vec<MissingColumn> {
     let tables: HashSet<(&str, &str)> = present.iter().map(|(s, t, _)| (s.as_str(), t.as_str())).collect();

@@ -2,8 +2,8 @@
 //! of the product contract in snake case.
 //!
 //! Timestamps that the store assigns (`CREATED_AT`, `UPDATED_AT`,
-//! `LAST_HEARTBEAT`) are `Option`s: writers leave them `None` and the store
-//! sets them from its own clock; readers always get `Some`. Counters are
+//! `LAST_HEARTBEAT`) are `Option`s. Writers leave them `None` and the store
+//! sets them from its own clock, so readers always get `Some`. Counters are
 //! `i64` because every backend stores them as signed 64-bit integers.
 
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ pub struct RunStatusRow {
 }
 
 impl RunStatusRow {
-    /// A new `PREPARED`/`PREPARING` run with empty counters.
+    /// Creates a `PREPARED`/`PREPARING` run with empty counters.
     pub fn prepared(run_id: &str, test_name: &str, scenario_config: Value) -> Self {
         RunStatusRow {
             run_id: run_id.to_owned(),
@@ -104,7 +104,7 @@ pub struct RunStatusUpdate {
     pub find_max_state: Option<Option<Value>>,
 }
 
-/// Which runs to list, newest first.
+/// Filter and page of a run listing, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
     pub status: Option<RunStatus>,
@@ -223,7 +223,8 @@ pub struct TestResultRow {
 }
 
 impl TestResultRow {
-    /// Whether this is a run's parent row rather than a worker's child row.
+    /// Returns whether this is a run's parent row rather than a worker's
+    /// child row.
     pub fn is_parent(&self) -> bool {
         self.test_id == self.run_id
     }
@@ -263,7 +264,7 @@ pub struct SnapshotRow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Which snapshots to list, oldest first.
+/// Filter and page of a snapshot listing, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SnapshotFilter {
     pub test_id: Option<String>,
@@ -299,7 +300,7 @@ pub struct ExecutionRow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Which executions to list or count, in start-time order.
+/// Filter and page of an execution listing or count, in start-time order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecutionFilter {
     pub test_id: Option<String>,
@@ -322,7 +323,7 @@ pub struct LogRow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Which logs to list, oldest first.
+/// Filter and page of a log listing, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogFilter {
     pub test_id: Option<String>,
@@ -420,7 +421,7 @@ pub fn number_events(run_id: &str, events: &[NewControlEvent], first: i64) -> Ve
         .collect()
 }
 
-/// A new random id for a row.
+/// Creates a random id for a row.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

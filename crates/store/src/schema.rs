@@ -3,7 +3,7 @@
 //! repository and is compiled into the binary, so `unibench schema apply`
 //! works from any directory. Only that command runs DDL.
 
-/// Which schema a table belongs to. SQLite keeps both in one file.
+/// Schema a table belongs to. SQLite keeps both in one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaKind {
     /// Run state, control events and results.
@@ -13,7 +13,7 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
-    /// The PostgreSQL schema name.
+    /// Returns the PostgreSQL schema name.
     pub fn postgres_name(self) -> &'static str {
         match self {
             SchemaKind::Results => "test_results",
@@ -22,7 +22,7 @@ impl SchemaKind {
     }
 }
 
-/// How a column's values are typed on every backend.
+/// Type of a column's values on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
     /// Text (`TEXT`).
@@ -61,7 +61,7 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
-    /// The column with this name. Panics on a name the table lacks, which
+    /// Returns the column with this name. Panics on a name the table lacks, which
     /// is a programming error caught by the tests.
     pub fn column(&self, name: &str) -> &Column {
         self.columns
@@ -70,7 +70,7 @@ impl TableSpec {
             .unwrap_or_else(|| panic!("table {} has no column {name}", self.name))
     }
 
-    /// The position of a column in [`TableSpec::columns`].
+    /// Returns the position of a column in [`TableSpec::columns`].
     pub fn index_of(&self, name: &str) -> usize {
         self.columns
             .iter()

@@ -178,7 +178,7 @@ pub enum Assign {
 /// A write that can run inside a transaction with others.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
-    /// Inserts rows; each row holds every column of the table, in order.
+    /// Inserts rows. Each row contains every column of the table, in order.
     Insert { table: &'static TableSpec, rows: Vec<Vec<SqlValue>> },
     /// Inserts rows or, on a primary-key match, overwrites every column but
     /// the key and `CREATED_AT`.
@@ -187,7 +187,8 @@ pub enum WriteOp {
     Delete { table: &'static TableSpec, conditions: Vec<Condition> },
 }
 
-/// How a dialect spells placeholders, table names and the current time.
+/// SQL dialect, which decides placeholders, table names and the current
+/// time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,
@@ -202,7 +203,7 @@ impl Dialect {
         }
     }
 
-    /// The table name as written in statements.
+    /// Returns the table name as written in statements.
     pub fn table_name(self, table: &TableSpec) -> String {
         match self {
             Dialect::Postgres => format!("{}.{}", schema_name(table.schema), table.name),

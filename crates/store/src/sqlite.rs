@@ -122,8 +122,8 @@ impl SqliteStore {
         .await
     }
 
-    /// The current time. SQLite runs inside this process, so its clock is
-    /// the host's clock.
+    /// Returns the current time. SQLite runs inside this process, so its
+    /// clock is the host's clock.
     pub async fn now(&self) -> StoreResult<DateTime<Utc>> {
         Ok(Utc::now())
     }
@@ -320,7 +320,7 @@ fn decode_value(raw: ValueRef<'_>, kind: ColumnType) -> Result<SqlValue, String>
     })
 }
 
-/// The required columns absent from `present`, which holds upper-case
+/// Lists the required columns absent from `present`, which contains upper-case
 /// (table, column) pairs.
 fn missing_columns(present: &HashSet<(String, String)>) -> Vec<MissingColumn> {
     let tables: HashSet<&str> = present.iter().map(|(table, _)| table.as_str()).collect();

@@ -43,7 +43,7 @@ use crate::workload::CompiledWorkload;
 pub const KIND_HISTOGRAMS_KEY: &str = "kind_histograms";
 /// Events read per store round trip while catching up on a backlog.
 const EVENT_PAGE: u32 = 100;
-/// Longest time one flush of executions may take while the worker runs.
+/// Maximum time one flush of executions may take while the worker runs.
 const FLUSH_BUDGET: Duration = Duration::from_millis(250);
 /// Execution rows written per statement batch.
 const EXECUTION_BATCH: usize = 5_000;
@@ -695,8 +695,8 @@ impl Worker {
 
     /// Writes buffered executions. While running, it stops after
     /// [`FLUSH_BUDGET`] so that a store slower than the target cannot stall
-    /// the control loop (the buffer then grows to its cap and drops, counted,
-    /// what does not fit); with `all`, it writes everything.
+    /// the control loop. The buffer then grows to its cap and drops, counted,
+    /// what does not fit. With `all`, it writes everything.
     async fn flush_executions(&mut self, all: bool) {
         let started = Instant::now();
         loop {

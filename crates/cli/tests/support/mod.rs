@@ -24,7 +24,8 @@ impl Output {
     }
 }
 
-/// A `unibench` command with a clean environment for the store settings.
+/// Builds a `unibench` command with the store settings removed from its
+/// environment.
 pub fn unibench() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_unibench"));
     command.env_remove("UNIBENCH_STORE").env_remove("UNIBENCH_LOG").env_remove("RUST_LOG");
@@ -63,7 +64,24 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
     }
 }
 
-/// The admin URL of the test PostgreSQL server.
+/// Waits asynchronously for a child to exit and returns its exit code. Past
+/// `timeout` it kills the child and fails the test, showing `output()`.
+pub async fn wait_for_exit(child: &mut Child, timeout: Duration, what: &str, output: impl Fn() -> String) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            return status.code();
+        }
+        if Instant::now() >= deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("{what} did not exit within {timeout:?}; output:\n{}", output());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Returns the admin URL of the test PostgreSQL server.
 pub fn pg_admin_url() -> String {
     std::env::var("UNIBENCH_TEST_PG_URL")
         .expect("UNIBENCH_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL")

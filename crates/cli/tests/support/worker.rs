@@ -231,21 +231,9 @@ impl WorkerProcess {
 
     /// Waits for the exit code, killing the worker after `timeout`.
     pub async fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("worker already reaped");
-        loop {
-            if let Some(status) = child.try_wait().expect("poll the worker") {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                child.kill().ok();
-                child.wait().ok();
-                self.child = None;
-                panic!("worker did not exit within {timeout:?}; log:\n{}", self.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut child = self.child.take().expect("worker already reaped");
+        let log = self.log.clone();
+        super::wait_for_exit(&mut child, timeout, "worker", || std::fs::read_to_string(&log).unwrap_or_default()).await
     }
 
     pub fn signal(&self, signal: &str) {
