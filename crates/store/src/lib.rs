@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use convert::{values_of, TableRow};
 pub use error::{Backend, MissingColumn, StoreError, StoreResult};
 pub use postgres::{describe_error, describe_location};
+pub use sqlite::enable_wal;
 use postgres::PostgresStore;
 pub use rows::*;
 use schema::TableSpec;

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
@@ -21,6 +21,32 @@ use crate::sql::{self, Dialect, Rendered, RowValues, Select, SqlValue, WriteOp};
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts the database file in WAL mode unless it already is, so readers run
+/// while one connection writes. The mode is stored in the file. Switching
+/// needs every other connection to let go of the file, and SQLite reports
+/// `SQLITE_BUSY` at once rather than waiting on the busy timeout, so the
+/// switch is retried until `patience` has passed.
+pub fn enable_wal(connection: &Connection, patience: Duration) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let attempt = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+            .and_then(|mode| match mode.eq_ignore_ascii_case("wal") {
+                true => Ok(()),
+                false => connection.pragma_update(None, "journal_mode", "WAL"),
+            });
+        match attempt {
+            Err(error)
+                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Idle connections kept for reuse.
 const POOL_SIZE: usize = 4;
@@ -56,8 +82,9 @@ impl SqliteStore {
         let connection =
             Connection::open_with_flags(&self.path, flags).map_err(|error| self.connect_error(error.to_string()))?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| self.connect_error(error.to_string()))?;
+        enable_wal(&connection, BUSY_TIMEOUT).map_err(|error| self.connect_error(error.to_string()))?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(|error| self.connect_error(error.to_string()))?;
         Ok(connection)
     }

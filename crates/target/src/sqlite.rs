@@ -159,9 +159,7 @@ fn open_connection(path: &Path) -> Result<Connection, TargetError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(fail)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-    // WAL lets readers run while one connection writes. The mode is stored
-    // in the database file, so this changes the file's journal mode once.
-    connection.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+    unibench_store::enable_wal(&connection, BUSY_TIMEOUT).map_err(fail)?;
     Ok(connection)
 }
 
