@@ -15,6 +15,8 @@
 #   UNIBENCH_TEST_PG_PASSWORD_URL  postgres://unibench_pw@127.0.0.1:PORT/postgres
 #                                  (scram-sha-256 role; tests add the password
 #                                  unibench-test-secret themselves)
+#   UNIBENCH_TEST_PG_SOCKET_DIR    the directory of the server's Unix socket
+#                                  (trusted like the TCP address)
 #   PATH                           starts with the PostgreSQL bin directory, so
 #                                  psql and pgbench match the server version
 # PGHOST, PGHOSTADDR, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and PGSERVICE are
@@ -271,6 +273,7 @@ cleanup() {
 run_cargo_tests() {
     export UNIBENCH_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     export UNIBENCH_TEST_PG_PASSWORD_URL="postgres://$PASSWORD_ROLE@127.0.0.1:$PG_PORT/postgres"
+    export UNIBENCH_TEST_PG_SOCKET_DIR="$CLUSTER_DIR"
     export PATH="$PG_BIN:$PATH"
     log "UNIBENCH_TEST_PG_URL=$UNIBENCH_TEST_PG_URL"
     log "UNIBENCH_TEST_PG_PASSWORD_URL=$UNIBENCH_TEST_PG_PASSWORD_URL"

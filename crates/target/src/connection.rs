@@ -46,10 +46,26 @@ impl TargetConnection {
     /// Opens a session: connects and logs in (PostgreSQL) or opens the
     /// database file on a thread of its own (SQLite).
     pub async fn open(config: &TargetConfig) -> Result<Self, TargetError> {
+        Self::open_session(config, false).await
+    }
+
+    /// Opens a session whose PostgreSQL client may be used directly, for
+    /// the one-off queries of checks and sampling.
+    pub(crate) async fn open_for_checks(config: &TargetConfig) -> Result<Self, TargetError> {
+        Self::open_session(config, true).await
+    }
+
+    async fn open_session(config: &TargetConfig, spawn_driver: bool) -> Result<Self, TargetError> {
         let session = match &config.endpoint {
             Endpoint::Postgres { config: driver_config, location } => Session::Postgres(
-                PostgresSession::open(driver_config, location, config.connect_timeout, config.statement_timeout)
-                    .await?,
+                PostgresSession::open(
+                    driver_config,
+                    location,
+                    config.connect_timeout,
+                    config.statement_timeout,
+                    spawn_driver,
+                )
+                .await?,
             ),
             Endpoint::Sqlite { path } => Session::Sqlite(SqliteSession::open(path).await?),
         };

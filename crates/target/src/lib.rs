@@ -16,6 +16,7 @@ pub mod connections;
 pub mod error;
 mod postgres;
 mod postgres_params;
+mod postgres_wire;
 pub mod sample;
 pub mod sql;
 mod sqlite;

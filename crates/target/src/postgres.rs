@@ -2,18 +2,30 @@
 //! connection, with its own server session and its own prepared
 //! statements. Rows of a SELECT are counted as they stream in and never
 //! collected.
+//!
+//! A tokio-postgres client hands each request to a connection future that
+//! does the socket I/O. A workload session polls that future inside the
+//! task that runs its requests, so a request costs no wake-up of another
+//! task and no hop between threads; between requests nothing polls the
+//! socket, which the server does not need. The workload's statements then
+//! usually skip tokio-postgres altogether (see `postgres_wire`). Sessions
+//! for one-off checks run the connection future on a task of its own.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
+use sync_wrapper::SyncWrapper;
 use tokio::task::JoinHandle;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::connection::Outcome;
 use crate::error::{Backend, TargetError};
 use crate::postgres_params::{bind_all, PgValue};
+use crate::postgres_wire::{self, Address, Wire, WireError};
 use crate::ParamValue;
 
 const BACKEND: Backend = Backend::Postgres;
@@ -26,56 +38,145 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// expires, and when a cancel request stops a statement.
 const QUERY_CANCELED: &str = "57014";
 
+/// A tokio-postgres connection future, over a socket of either kind.
+type ConnectionFuture = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// Where the connection future of a session is polled.
+pub(crate) enum Driver {
+    /// In the caller's task, while a request of the session is waiting.
+    /// `None` once the future has ended. The future is not `Sync`; the
+    /// wrapper makes the session `Sync` by allowing only `&mut` access.
+    Inline(Option<SyncWrapper<ConnectionFuture>>),
+    /// On a task of its own.
+    Task(JoinHandle<()>),
+}
+
+impl Driver {
+    /// Runs `request` to completion, polling the connection future in the
+    /// same task when it is inline. When the connection ends first, the
+    /// request sees the closed channel and fails.
+    pub(crate) async fn run<F: Future>(&mut self, request: F) -> F::Output {
+        let connection = match self {
+            Driver::Task(_) => return request.await,
+            Driver::Inline(connection) => connection,
+        };
+        let mut request = pin!(request);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = request.as_mut().poll(cx) {
+                return Poll::Ready(output);
+            }
+            if let Some(driver) = connection.as_mut() {
+                if let Poll::Ready(result) = driver.get_mut().as_mut().poll(cx) {
+                    if let Err(error) = result {
+                        tracing::debug!(error = %error, "PostgreSQL target connection ended with an error");
+                    }
+                    *connection = None;
+                }
+            }
+            // The connection may have delivered the response just now, or
+            // ended and dropped the request's channel: poll the request again
+            // rather than wait for the wake-up it sent to this same task.
+            request.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// A statement prepared on the session.
+enum Prepared {
+    /// Run through tokio-postgres.
+    Client(Statement),
+    /// Run on the wire, under `name`.
+    Wire { name: String, types: Vec<Type> },
+}
+
+impl Prepared {
+    fn types(&self) -> &[Type] {
+        match self {
+            Prepared::Client(statement) => statement.params(),
+            Prepared::Wire { types, .. } => types,
+        }
+    }
+
+    fn wire_name(&self) -> Option<&str> {
+        match self {
+            Prepared::Client(_) => None,
+            Prepared::Wire { name, .. } => Some(name),
+        }
+    }
+}
+
 /// One PostgreSQL session.
 pub(crate) struct PostgresSession {
     pub(crate) client: Client,
-    connection_task: JoinHandle<()>,
-    statements: Vec<Statement>,
+    driver: Driver,
+    /// Runs the prepared statements when the session's socket allows it.
+    wire: Option<Wire>,
+    statements: Vec<Prepared>,
+    /// Times the statements were prepared, which keeps wire names unique.
+    generation: u32,
     backend_pid: i32,
 }
 
 impl PostgresSession {
     /// Connects, logs in, and reads the server process id of the session.
+    /// With `spawn_driver` the connection future runs on a task of its own,
+    /// so that callers may use `client` directly.
     pub(crate) async fn open(
         config: &tokio_postgres::Config,
         location: &str,
         connect_timeout: Duration,
         statement_timeout: Option<Duration>,
+        spawn_driver: bool,
     ) -> Result<Self, TargetError> {
-        let (client, connection) = match tokio::time::timeout(connect_timeout, config.connect(NoTls)).await {
-            Err(_) => {
-                return Err(TargetError::ConnectTimeout {
-                    backend: BACKEND,
-                    location: location.to_owned(),
-                    timeout: connect_timeout,
-                });
-            }
-            Ok(Err(error)) => return Err(connect_error(location, &error)),
-            Ok(Ok(pair)) => pair,
-        };
+        // A spawned connection future would read the socket whenever it is
+        // readable, so only an inline one can share it with the wire.
+        let address = Address::of(config).filter(|_| !spawn_driver);
+        let (client, connection, wire) =
+            match tokio::time::timeout(connect_timeout, connect(config, location, address)).await {
+                Err(_) => {
+                    return Err(TargetError::ConnectTimeout {
+                        backend: BACKEND,
+                        location: location.to_owned(),
+                        timeout: connect_timeout,
+                    });
+                }
+                Ok(result) => result?,
+            };
         // The connection future performs the socket I/O of the client. It
         // ends when the client is dropped or the server closes the session.
-        let connection_task = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "PostgreSQL target connection ended with an error");
-            }
-        });
+        let mut driver = if spawn_driver {
+            Driver::Task(tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(error = %error, "PostgreSQL target connection ended with an error");
+                }
+            }))
+        } else {
+            Driver::Inline(Some(SyncWrapper::new(connection)))
+        };
 
-        let row = client
-            .query_one("SELECT pg_backend_pid()", &[])
+        let row = driver
+            .run(client.query_one("SELECT pg_backend_pid()", &[]))
             .await
             .map_err(|e| query_error("pg_backend_pid", &client, &e))?;
         let backend_pid: i32 = row.try_get(0).map_err(|e| query_error("pg_backend_pid", &client, &e))?;
         if let Some(timeout) = statement_timeout {
             // A whole number of milliseconds, so the SQL contains no user text.
             let millis = timeout.as_millis().max(1);
-            client
-                .batch_execute(&format!("SET statement_timeout = {millis}"))
+            driver
+                .run(client.batch_execute(&format!("SET statement_timeout = {millis}")))
                 .await
                 .map_err(|e| query_error("SET statement_timeout", &client, &e))?;
         }
         tracing::debug!(location, backend_pid, "opened PostgreSQL target session");
-        Ok(PostgresSession { client, connection_task, statements: Vec::new(), backend_pid })
+        Ok(PostgresSession {
+            client,
+            driver,
+            wire,
+            statements: Vec::new(),
+            generation: 0,
+            backend_pid,
+        })
     }
 
     pub(crate) fn backend_pid(&self) -> i32 {
@@ -83,20 +184,54 @@ impl PostgresSession {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.is_closed() || self.wire.as_ref().is_some_and(Wire::is_lost)
     }
 
     /// Prepares the statements on the server, replacing any prepared before.
     pub(crate) async fn prepare(&mut self, statements: &[String]) -> Result<(), TargetError> {
-        let mut prepared = Vec::with_capacity(statements.len());
-        for (index, sql) in statements.iter().enumerate() {
-            let statement = self.client.prepare(sql).await.map_err(|error| {
-                let (code, message, connection_lost) = describe(&self.client, &error);
-                TargetError::Prepare { backend: BACKEND, statement: index, code, message, connection_lost }
-            })?;
-            prepared.push(statement);
+        let prepare_error = |index: usize, (code, message, connection_lost)| TargetError::Prepare {
+            backend: BACKEND,
+            statement: index,
+            code,
+            message,
+            connection_lost,
+        };
+        if let Some(wire) = &mut self.wire {
+            if !wire.is_idle() {
+                let message = "the session holds an unread message from the server".to_owned();
+                return Err(prepare_error(0, (None, message, true)));
+            }
+            let names: Vec<&str> = self.statements.iter().filter_map(Prepared::wire_name).collect();
+            wire.close_statements(&names).await.map_err(|error| prepare_error(0, wire_failure(error)))?;
         }
-        self.statements = prepared;
+        self.statements.clear();
+        self.generation += 1;
+        for (index, sql) in statements.iter().enumerate() {
+            // tokio-postgres prepares first: it resolves the parameter types,
+            // including types defined in the database.
+            let statement = self
+                .driver
+                .run(self.client.prepare(sql))
+                .await
+                .map_err(|error| prepare_error(index, describe(&self.client, &error)))?;
+            let Some(wire) = &mut self.wire else {
+                self.statements.push(Prepared::Client(statement));
+                continue;
+            };
+            let name = format!("unibench_{}_{index}", self.generation);
+            let types = statement.params().to_vec();
+            wire.prepare(&name, sql, &types).await.map_err(|error| prepare_error(index, wire_failure(error)))?;
+            self.statements.push(Prepared::Wire { name, types });
+        }
+        if self.wire.is_some() && !statements.is_empty() {
+            // Dropping tokio-postgres's statements queued a Close for each;
+            // an empty request sends them, so the server keeps one prepared
+            // statement per SQL text.
+            self.driver
+                .run(self.client.batch_execute(""))
+                .await
+                .map_err(|error| prepare_error(0, describe(&self.client, &error)))?;
+        }
         Ok(())
     }
 
@@ -104,48 +239,119 @@ impl PostgresSession {
     /// statement with `RETURNING`) produced, else the number of rows the
     /// statement changed.
     pub(crate) async fn execute(&mut self, index: usize, params: &[ParamValue]) -> Result<Outcome, TargetError> {
-        let statement = self.statements.get(index).ok_or(TargetError::UnknownStatement {
+        let prepared = self.statements.get(index).ok_or(TargetError::UnknownStatement {
             backend: BACKEND,
             statement: index,
             prepared: self.statements.len(),
         })?;
-        let values = bind(statement, index, params)?;
-
-        let arguments = values.iter().map(|value| value as &(dyn ToSql + Sync));
-        let rows = self.client.query_raw(statement, arguments).await.map_err(|e| self.execute_error(index, &e))?;
-        let mut rows = pin!(rows);
-        let mut returned: u64 = 0;
-        while rows.try_next().await.map_err(|e| self.execute_error(index, &e))?.is_some() {
-            returned += 1;
-        }
-        // The command tag counts rows for SELECT, INSERT, UPDATE and
-        // DELETE. Other commands (such as CALL) have no count.
-        Ok(Outcome { rows_affected: rows.rows_affected().unwrap_or(returned) })
+        let values = bind(prepared.types(), index, params)?;
+        let statement = match (prepared, &mut self.wire) {
+            (Prepared::Wire { name, types }, Some(wire)) => {
+                return match wire.execute(name, types, &values).await {
+                    Ok(rows_affected) => Ok(Outcome { rows_affected }),
+                    Err(error) => {
+                        let (code, message, connection_lost) = wire_failure(error);
+                        Err(statement_error(index, code, message, connection_lost))
+                    }
+                };
+            }
+            // Wire statements are only prepared on sessions with a wire.
+            (Prepared::Wire { .. }, None) => {
+                return Err(statement_error(index, None, "the session has no socket of its own".to_owned(), true));
+            }
+            (Prepared::Client(statement), _) => statement,
+        };
+        let client = &self.client;
+        let request = async move {
+            let arguments = values.iter().map(|value| value as &(dyn ToSql + Sync));
+            let rows = client.query_raw(statement, arguments).await?;
+            let mut rows = pin!(rows);
+            let mut returned: u64 = 0;
+            while rows.try_next().await?.is_some() {
+                returned += 1;
+            }
+            // The command tag counts rows for SELECT, INSERT, UPDATE and
+            // DELETE. Other commands (such as CALL) have no count.
+            Ok(Outcome { rows_affected: rows.rows_affected().unwrap_or(returned) })
+        };
+        self.driver.run(request).await.map_err(|error| execute_error(client, index, &error))
     }
 
-    fn execute_error(&self, index: usize, error: &tokio_postgres::Error) -> TargetError {
-        let (code, message, connection_lost) = describe(&self.client, error);
-        if code.as_deref() == Some(QUERY_CANCELED) {
-            return TargetError::Timeout { backend: BACKEND, statement: index, code, message };
-        }
-        TargetError::Execute { backend: BACKEND, statement: index, code, message, connection_lost }
-    }
-
-    /// Ends the session: dropping the client makes the connection task send
-    /// a Terminate message and close the socket, which this waits for.
+    /// Ends the session: dropping the client makes the connection future
+    /// send a Terminate message and close the socket, which this waits for.
     pub(crate) async fn close(self) {
-        let PostgresSession { client, connection_task, statements, .. } = self;
+        let PostgresSession { client, driver, statements, .. } = self;
         drop(statements);
         drop(client);
-        if tokio::time::timeout(CLOSE_TIMEOUT, connection_task).await.is_err() {
+        let closed = match driver {
+            Driver::Inline(None) => return,
+            Driver::Inline(Some(connection)) => {
+                tokio::time::timeout(CLOSE_TIMEOUT, async move { drop(connection.into_inner().await) }).await
+            }
+            Driver::Task(task) => tokio::time::timeout(CLOSE_TIMEOUT, async move { drop(task.await) }).await,
+        };
+        if closed.is_err() {
             tracing::debug!("PostgreSQL target session did not close within {CLOSE_TIMEOUT:?}");
         }
     }
 }
 
+/// Connects and logs in: on a socket opened here and shared with a
+/// [`Wire`] when the configuration names one address, else through
+/// tokio-postgres alone.
+async fn connect(
+    config: &tokio_postgres::Config,
+    location: &str,
+    address: Option<Address>,
+) -> Result<(Client, ConnectionFuture, Option<Wire>), TargetError> {
+    let Some(address) = address else {
+        let (client, connection) = config.connect(NoTls).await.map_err(|error| connect_error(location, &error))?;
+        return Ok((client, Box::pin(connection), None));
+    };
+    let stream = postgres_wire::connect(&address, config).await.map_err(|error| TargetError::Connect {
+        backend: BACKEND,
+        location: location.to_owned(),
+        code: None,
+        reason: format!("error connecting to server: {error}"),
+    })?;
+    let (client, connection) =
+        config.connect_raw(stream.clone(), NoTls).await.map_err(|error| connect_error(location, &error))?;
+    Ok((client, Box::pin(connection), Some(Wire::new(stream))))
+}
+
+fn execute_error(client: &Client, index: usize, error: &tokio_postgres::Error) -> TargetError {
+    let (code, message, connection_lost) = describe(client, error);
+    statement_error(index, code, message, connection_lost)
+}
+
+/// Returns the SQLSTATE, the message and whether the session is gone.
+fn wire_failure(error: WireError) -> (Option<String>, String, bool) {
+    match error {
+        WireError::Server { code, message } => {
+            let lost = ends_session(&code);
+            (Some(code), message, lost)
+        }
+        WireError::Encode(message) => (None, message, false),
+        WireError::Lost(message) => (None, message, true),
+    }
+}
+
+fn statement_error(index: usize, code: Option<String>, message: String, connection_lost: bool) -> TargetError {
+    if code.as_deref() == Some(QUERY_CANCELED) {
+        return TargetError::Timeout { backend: BACKEND, statement: index, code, message };
+    }
+    TargetError::Execute { backend: BACKEND, statement: index, code, message, connection_lost }
+}
+
+/// Whether an SQLSTATE means the server ended the session: class 08
+/// (connection exception) or 57P01 to 57P03 (admin shutdown, crash
+/// shutdown, cannot connect now).
+fn ends_session(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
 /// Converts the values for the statement's parameter types.
-fn bind(statement: &Statement, index: usize, params: &[ParamValue]) -> Result<Vec<PgValue>, TargetError> {
-    let types = statement.params();
+fn bind(types: &[Type], index: usize, params: &[ParamValue]) -> Result<Vec<PgValue>, TargetError> {
     if types.len() != params.len() {
         return Err(TargetError::ParameterCount {
             backend: BACKEND,
@@ -164,16 +370,13 @@ fn bind(statement: &Statement, index: usize, params: &[ParamValue]) -> Result<Ve
     })
 }
 
-/// Returns the SQLSTATE, the message and whether the session is gone. The
-/// session is gone when the client saw the socket close, or the server ended the
-/// session: class 08 (connection exception) or 57P01 to 57P03 (admin
-/// shutdown, crash shutdown, cannot connect now).
+/// Returns the SQLSTATE, the message and whether the session is gone: the
+/// client saw the socket close, or the server ended the session.
 pub(crate) fn describe(client: &Client, error: &tokio_postgres::Error) -> (Option<String>, String, bool) {
     match error.as_db_error() {
         Some(db_error) => {
             let code = db_error.code().code().to_owned();
-            let lost =
-                client.is_closed() || code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03");
+            let lost = client.is_closed() || ends_session(&code);
             (Some(code), db_error.message().to_owned(), lost)
         }
         None => (None, unibench_store::describe_error(error), client.is_closed() || error.is_closed()),

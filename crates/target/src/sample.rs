@@ -59,7 +59,7 @@ pub struct KeySample {
 
 /// Opens a connection and runs `SELECT 1`.
 pub async fn check_reachable(config: &TargetConfig) -> Result<(), TargetError> {
-    let connection = TargetConnection::open(config).await?;
+    let connection = TargetConnection::open_for_checks(config).await?;
     let result = match connection.session() {
         Session::Postgres(session) => session
             .client
@@ -90,7 +90,7 @@ pub async fn table_exists(config: &TargetConfig, table: &str) -> Result<bool, Ta
     let quoted = quote_table(kind, table)?;
     let parts = split_name(kind, table, "table name")?;
 
-    let connection = TargetConnection::open(config).await?;
+    let connection = TargetConnection::open_for_checks(config).await?;
     let result = match connection.session() {
         Session::Postgres(session) => postgres_table_exists(session, quoted.as_str()).await,
         Session::Sqlite(session) => sqlite_table_exists(session, parts).await,
@@ -112,7 +112,7 @@ pub async fn sample_keys(
     let key_sql = quote_identifier(kind, key_column)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
 
-    let connection = TargetConnection::open(config).await?;
+    let connection = TargetConnection::open_for_checks(config).await?;
     let result = match connection.session() {
         Session::Postgres(session) => postgres_sample(session, &table_sql, &key_sql, limit).await,
         Session::Sqlite(session) => sqlite_sample(session, table_sql, key_sql, limit).await,

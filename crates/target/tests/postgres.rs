@@ -1,7 +1,8 @@
 //! The PostgreSQL target against a real server: parameter conversion,
 //! prepared statement reuse, row counts, timeouts, lost sessions, named
-//! connections, sampling and catalog checks. Each test uses a database of
-//! its own.
+//! connections, sampling and catalog checks, over TCP and the Unix socket,
+//! and the same results from unibench's own wire and from tokio-postgres.
+//! Each test uses a database of its own.
 
 mod common;
 
@@ -439,4 +440,106 @@ async fn sample_casts_views_partitions_empty() {
 
     let error = sample_keys(&config, "docs", "no_such_column", 10).await.unwrap_err();
     assert_eq!(error.code(), Some("42703"), "{error}");
+}
+
+/// The server's Unix socket directory, set by `scripts/test.sh`.
+fn socket_dir() -> String {
+    std::env::var("UNIBENCH_TEST_PG_SOCKET_DIR")
+        .expect("UNIBENCH_TEST_PG_SOCKET_DIR is not set: run the tests through scripts/test.sh, which starts PostgreSQL")
+}
+
+/// The test database's settings with its host listed twice, which makes
+/// tokio-postgres run every statement instead of unibench's own wire.
+fn two_host_target(database: &TestDatabase) -> TargetConfig {
+    let url: tokio_postgres::Config = database.url.parse().expect("parse the test database URL");
+    let host = match url.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+        hosts => panic!("the test URL should name one TCP host: {hosts:?}"),
+    };
+    let port = url.get_ports().first().copied().unwrap_or(5432);
+    let mut config = tokio_postgres::Config::new();
+    config.host(&host).host(&host).port(port).port(port).user("postgres").dbname(&database.name);
+    TargetConfig::postgres(config)
+}
+
+/// Runs the same statements on `connection` and returns what each gave:
+/// rows, or the SQLSTATE of the error.
+async fn run_mix(connection: &mut TargetConnection) -> Vec<Result<u64, Option<String>>> {
+    let calls: [(usize, Vec<ParamValue>); 7] = [
+        (0, vec![ParamValue::Int(1), text("one")]),
+        (0, vec![ParamValue::Int(2), text("two")]),
+        (0, vec![ParamValue::Int(1), text("again")]),
+        (1, vec![ParamValue::Int(0)]),
+        (2, vec![text("changed"), ParamValue::Int(10)]),
+        (3, vec![]),
+        (1, vec![ParamValue::Int(1)]),
+    ];
+    let mut results = Vec::new();
+    for (statement, params) in calls {
+        results.push(match connection.execute(statement, &params).await {
+            Ok(outcome) => Ok(outcome.rows_affected),
+            Err(error) => Err(error.code().map(str::to_owned)),
+        });
+    }
+    results
+}
+
+#[tokio::test]
+async fn wire_and_tokio_postgres_agree() {
+    let database = TestDatabase::create().await;
+    let client = database.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);
+             CREATE FUNCTION noisy() RETURNS int LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE NOTICE 'a notice between the rows'; RETURN 7; END $$;",
+        )
+        .await
+        .unwrap();
+    let statements = [
+        "INSERT INTO notes VALUES ($1, $2) RETURNING id",
+        "SELECT body FROM notes WHERE id > $1",
+        "UPDATE notes SET body = $1 WHERE id < $2",
+        "SELECT noisy()",
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'unibench%'",
+    ];
+    let statements: Vec<String> = statements.iter().map(|sql| sql.to_string()).collect();
+
+    let mut wire = TargetConnection::open(&database.target()).await.expect("open a one-host connection");
+    wire.prepare(&statements).await.expect("prepare on the one-host connection");
+    let wire_results = run_mix(&mut wire).await;
+    let wire_named = wire.execute(4, &[]).await.expect("list prepared statements").rows_affected;
+
+    client.batch_execute("TRUNCATE notes").await.unwrap();
+    let mut fallback = TargetConnection::open(&two_host_target(&database)).await.expect("open a two-host connection");
+    fallback.prepare(&statements).await.expect("prepare on the two-host connection");
+    let fallback_results = run_mix(&mut fallback).await;
+    let fallback_named = fallback.execute(4, &[]).await.expect("list prepared statements").rows_affected;
+
+    let expected: Vec<Result<u64, Option<String>>> =
+        vec![Ok(1), Ok(1), Err(Some("23505".to_owned())), Ok(2), Ok(2), Ok(1), Ok(1)];
+    assert_eq!(wire_results, expected);
+    assert_eq!(fallback_results, expected);
+    // One server statement per SQL text, named by the path that runs it.
+    assert_eq!(wire_named, statements.len() as u64);
+    assert_eq!(fallback_named, 0);
+    wire.close().await;
+    fallback.close().await;
+}
+
+#[tokio::test]
+async fn unix_socket_connection_runs_statements() {
+    let database = TestDatabase::create().await;
+    let url: tokio_postgres::Config = database.url.parse().expect("parse the test database URL");
+    let port = url.get_ports().first().copied().unwrap_or(5432);
+    let mut config = tokio_postgres::Config::new();
+    config.host(socket_dir()).port(port).user("postgres").dbname(&database.name);
+    let mut connection = TargetConnection::open(&TargetConfig::postgres(config)).await.expect("open over the socket");
+    connection
+        .prepare(&["SELECT generate_series(1, $1)".to_owned(), "SELECT pg_backend_pid()".to_owned()])
+        .await
+        .expect("prepare over the socket");
+    assert_eq!(connection.execute(0, &[ParamValue::Int(5)]).await.unwrap().rows_affected, 5);
+    assert_eq!(connection.execute(1, &[]).await.unwrap().rows_affected, 1);
+    connection.close().await;
 }

@@ -2,11 +2,18 @@
 //! its own target session, running the workload back to back (closed loop)
 //! or paced to a share of the target QPS (open loop).
 //!
+//! The connection tasks run on load threads, one per available core, each
+//! with a single-threaded runtime of its own, and connections are dealt to
+//! them in turn. A query then never wakes another thread: the thread that
+//! sent it waits for the response in its own event loop, as pgbench's threads
+//! do. The worker's control loop stays on the main runtime.
+//!
 //! In open loop each query has an intended start time on a fixed schedule,
 //! and its latency is measured from that time, not from when it actually
 //! started: a target that falls behind shows its queueing in the latency
 //! instead of hiding it (no coordinated omission).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +21,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use unibench_store::{new_id, ExecutionRow};
 use unibench_target::{TargetConfig, TargetConnection};
@@ -115,17 +124,54 @@ impl Ramp {
     }
 }
 
+/// Returns the number of load threads: the cores this process may use.
+pub fn load_thread_count() -> usize {
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+}
+
+/// Threads with a single-threaded runtime each. A thread ends when its
+/// stop sender is dropped, which drops the tasks still on its runtime.
+struct LoadThreads {
+    runtimes: Vec<Handle>,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+impl LoadThreads {
+    fn start(count: usize) -> std::io::Result<Self> {
+        let mut runtimes = Vec::with_capacity(count);
+        let mut stops = Vec::with_capacity(count);
+        for index in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtimes.push(runtime.handle().clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            std::thread::Builder::new().name(format!("load-{index}")).spawn(move || {
+                runtime.block_on(async move { _ = stopped.await });
+            })?;
+            stops.push(stop);
+        }
+        Ok(LoadThreads { runtimes, _stops: stops })
+    }
+
+    fn spawn(&self, slot: u32, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        self.runtimes[slot as usize % self.runtimes.len()].spawn(task)
+    }
+}
+
 /// Owns the connection tasks and keeps their number at the target.
 pub struct LoadGenerator {
     shared: Arc<LoadShared>,
+    threads: LoadThreads,
     slots: Vec<Option<JoinHandle<()>>>,
     ramp: Option<Ramp>,
     target: u32,
 }
 
 impl LoadGenerator {
-    pub fn new(shared: Arc<LoadShared>) -> Self {
-        LoadGenerator { shared, slots: Vec::new(), ramp: None, target: 0 }
+    /// Starts `threads` load threads; connection slot `n` runs on thread
+    /// `n % threads` and records into metrics shard `n % threads`.
+    pub fn new(shared: Arc<LoadShared>, threads: usize) -> std::io::Result<Self> {
+        let threads = LoadThreads::start(threads)?;
+        Ok(LoadGenerator { shared, threads, slots: Vec::new(), ramp: None, target: 0 })
     }
 
     /// Sets an absolute target. With `ramp` the number of connections moves
@@ -169,7 +215,7 @@ impl LoadGenerator {
             let running = self.slots[slot].as_ref().is_some_and(|task| !task.is_finished());
             if !running {
                 let shared = Arc::clone(&self.shared);
-                self.slots[slot] = Some(tokio::spawn(run_connection(shared, slot as u32)));
+                self.slots[slot] = Some(self.threads.spawn(slot as u32, run_connection(shared, slot as u32)));
             }
         }
     }
@@ -280,7 +326,7 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
         let result = connection.execute(operation, &params).await;
         let latency = intended.elapsed();
         let success = result.is_ok();
-        let warmup = shared.metrics.record(kind, latency, success);
+        let warmup = shared.metrics.record(slot as usize, kind, latency, success);
 
         if let (true, Some(start_time)) = (decision.keeps(success), wall_start) {
             let identity = &shared.sink.identity;

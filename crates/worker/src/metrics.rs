@@ -2,8 +2,8 @@
 //! overall, and counters, split into the current interval (emptied at each
 //! snapshot) and the cumulative measurement totals (the final results).
 //!
-//! Every completed query is recorded under one lock together with the
-//! decision whether it counts (measurement) or not (warmup), so that the
+//! Every completed query is recorded under its shard's lock together with
+//! the decision whether it counts (measurement) or not (warmup), so that the
 //! counters, the histograms and the `WARMUP` flag of its execution row can
 //! never disagree.
 
@@ -92,17 +92,29 @@ pub enum Counting {
     Measurement,
 }
 
+/// The counting switch and the start of the current interval.
 #[derive(Debug)]
-struct State {
+struct Control {
     counting: Counting,
-    interval: Tally,
     interval_started: Instant,
 }
 
-/// The shared recorder every connection task writes into.
+/// The measurements of the connections of one load thread.
+#[derive(Debug)]
+struct Shard {
+    /// This shard's copy of the switch, changed under the shard's lock so
+    /// that a query is counted exactly when it is not flagged as warmup.
+    counting: Counting,
+    interval: Tally,
+}
+
+/// The shared recorder every connection task writes into. It is split in
+/// shards, one per load thread, so that threads do not wait on each other
+/// for every query; a snapshot merges the shards.
 #[derive(Debug)]
 pub struct Metrics {
-    state: Mutex<State>,
+    control: Mutex<Control>,
+    shards: Vec<Mutex<Shard>>,
     clamp: Duration,
 }
 
@@ -114,29 +126,37 @@ pub struct Interval {
     pub counting: Counting,
 }
 
+/// Locks a mutex. A panic while holding one of these locks would leave
+/// plain counters behind, which are still valid to read, so a poisoned lock
+/// is recovered.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Metrics {
-    /// A recorder that clamps latencies above `clamp` (at most one hour).
-    pub fn new(counting: Counting, clamp: Duration) -> Self {
+    /// Creates a recorder with `shards` shards (at least one) that clamps latencies
+    /// above `clamp` (at most one hour).
+    pub fn new(counting: Counting, clamp: Duration, shards: usize) -> Self {
         let highest = Duration::from_micros(unibench_model::histogram::HIGHEST_MICROS);
         Metrics {
-            state: Mutex::new(State { counting, interval: Tally::default(), interval_started: Instant::now() }),
+            control: Mutex::new(Control { counting, interval_started: Instant::now() }),
+            shards: (0..shards.max(1)).map(|_| Mutex::new(Shard { counting, interval: Tally::default() })).collect(),
             clamp: clamp.min(highest),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock would leave plain counters behind,
-        // which are still valid to read, so a poisoned lock is recovered.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
-    /// Records a completed query and returns whether it was a warmup query.
-    pub fn record(&self, kind: QueryKind, latency: Duration, success: bool) -> bool {
-        let mut state = self.lock();
-        match state.counting {
+    /// Records a completed query in shard `shard` (taken modulo the number
+    /// of shards) and returns whether it was a warmup query.
+    pub fn record(&self, shard: usize, kind: QueryKind, latency: Duration, success: bool) -> bool {
+        let mut shard = lock(&self.shards[shard % self.shards.len()]);
+        match shard.counting {
             Counting::Warmup => true,
             Counting::Measurement => {
-                state.interval.record(kind, latency, success, self.clamp);
+                shard.interval.record(kind, latency, success, self.clamp);
                 false
             }
         }
@@ -145,28 +165,36 @@ impl Metrics {
     /// Switches to measurement. Returns `true` only the first time, when the
     /// interval is emptied so that measurement starts from zero.
     pub fn start_measurement(&self) -> bool {
-        let mut state = self.lock();
-        if state.counting == Counting::Measurement {
+        let mut control = lock(&self.control);
+        if control.counting == Counting::Measurement {
             return false;
         }
-        state.counting = Counting::Measurement;
-        state.interval = Tally::default();
-        state.interval_started = Instant::now();
+        control.counting = Counting::Measurement;
+        control.interval_started = Instant::now();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.counting = Counting::Measurement;
+            shard.interval = Tally::default();
+        }
         true
     }
 
     pub fn counting(&self) -> Counting {
-        self.lock().counting
+        lock(&self.control).counting
     }
 
     /// Takes the interval's measurements and starts a new interval.
     pub fn take_interval(&self) -> Interval {
-        let mut state = self.lock();
+        let mut control = lock(&self.control);
         let now = Instant::now();
-        let elapsed = now.duration_since(state.interval_started);
-        state.interval_started = now;
-        let tally = std::mem::take(&mut state.interval);
-        Interval { tally, elapsed, counting: state.counting }
+        let elapsed = now.duration_since(control.interval_started);
+        control.interval_started = now;
+        let mut tally = Tally::default();
+        for shard in &self.shards {
+            let taken = std::mem::take(&mut lock(shard).interval);
+            tally.merge(&taken);
+        }
+        Interval { tally, elapsed, counting: control.counting }
     }
 }
 
@@ -176,12 +204,12 @@ mod tests {
 
     #[test]
     fn warmup_queries_are_not_counted() {
-        let metrics = Metrics::new(Counting::Warmup, Duration::from_secs(3600));
-        assert!(metrics.record(QueryKind::PointLookup, Duration::from_millis(1), true));
+        let metrics = Metrics::new(Counting::Warmup, Duration::from_secs(3600), 2);
+        assert!(metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true));
         assert_eq!(metrics.take_interval().tally.queries, 0);
         assert!(metrics.start_measurement());
         assert!(!metrics.start_measurement(), "the switch happens once");
-        assert!(!metrics.record(QueryKind::Update, Duration::from_millis(2), false));
+        assert!(!metrics.record(1, QueryKind::Update, Duration::from_millis(2), false));
         let interval = metrics.take_interval();
         assert_eq!(interval.tally.queries, 1);
         assert_eq!(interval.tally.writes, 1);
@@ -192,9 +220,9 @@ mod tests {
 
     #[test]
     fn slow_queries_are_clamped_and_counted() {
-        let metrics = Metrics::new(Counting::Measurement, Duration::from_millis(200));
-        metrics.record(QueryKind::Custom, Duration::from_millis(500), true);
-        metrics.record(QueryKind::Custom, Duration::from_millis(5), true);
+        let metrics = Metrics::new(Counting::Measurement, Duration::from_millis(200), 1);
+        metrics.record(0, QueryKind::Custom, Duration::from_millis(500), true);
+        metrics.record(7, QueryKind::Custom, Duration::from_millis(5), true);
         let tally = metrics.take_interval().tally;
         assert_eq!(tally.queries, 2);
         assert_eq!(tally.clamped, 1);
@@ -204,13 +232,15 @@ mod tests {
 
     #[test]
     fn merge_adds_counts_and_histograms() {
-        let metrics = Metrics::new(Counting::Measurement, Duration::from_secs(3600));
-        metrics.record(QueryKind::PointLookup, Duration::from_millis(1), true);
+        let metrics = Metrics::new(Counting::Measurement, Duration::from_secs(3600), 3);
+        metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true);
+        metrics.record(2, QueryKind::PointLookup, Duration::from_millis(2), true);
         let mut total = metrics.take_interval().tally;
-        metrics.record(QueryKind::PointLookup, Duration::from_millis(3), true);
+        assert_eq!(total.queries, 2, "every shard is taken");
+        metrics.record(1, QueryKind::PointLookup, Duration::from_millis(3), true);
         total.merge(&metrics.take_interval().tally);
-        assert_eq!(total.queries, 2);
-        assert_eq!(total.overall.len(), 2);
-        assert_eq!(total.kind(QueryKind::PointLookup).map(|h| h.len()), Some(2));
+        assert_eq!(total.queries, 3);
+        assert_eq!(total.overall.len(), 3);
+        assert_eq!(total.kind(QueryKind::PointLookup).map(|h| h.len()), Some(3));
     }
 }

@@ -32,7 +32,7 @@ use unibench_model::{ControlEventPayload, RunPhase, RunStatus, WorkerStatus, UNI
 use unibench_store::{HeartbeatRow, KindLatency, RunStatusRow, SnapshotRow, Store, StoreError, StoreResult, StoreUrl, TestResultRow};
 
 use crate::exit::{ExitStatus, WorkerError};
-use crate::load::{LoadGenerator, LoadShared};
+use crate::load::{load_thread_count, LoadGenerator, LoadShared};
 use crate::metrics::{Counting, Metrics, Tally};
 use crate::sink::{Identity, Level, Sink};
 use crate::system::ProcessSampler;
@@ -267,7 +267,7 @@ impl Worker {
             scenario,
             identity,
             sink,
-            metrics: Arc::new(Metrics::new(Counting::Warmup, clamp)),
+            metrics: Arc::new(Metrics::new(Counting::Warmup, clamp, load_thread_count())),
             health: StoreHealth::new(),
             sampler: ProcessSampler::new(),
             phase: run.phase,
@@ -521,7 +521,8 @@ impl Worker {
             Some(json!({"target_connections": initial.target_connections, "target_qps": initial.target_qps})),
         );
 
-        let mut load = LoadGenerator::new(Arc::clone(&shared));
+        let mut load = LoadGenerator::new(Arc::clone(&shared), self.metrics.shard_count())
+            .map_err(|error| WorkerError::Fatal(format!("cannot start the load threads: {error}")))?;
         load.set_target(initial.target_connections, initial.target_qps, None);
         let mut current = initial;
 
