@@ -72,9 +72,8 @@ fn main() -> ExitCode {
 /// Structured logs go to stderr; `UNIBENCH_LOG` (or `RUST_LOG`) sets the
 /// filter, `warn` by default so that command output stays clean.
 fn init_logging() {
-    let filter = std::env::var("UNIBENCH_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".to_owned());
+    let filter =
+        std::env::var("UNIBENCH_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

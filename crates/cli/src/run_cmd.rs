@@ -12,7 +12,9 @@ use clap::Args;
 use unibench_model::event::StopInitiator;
 use unibench_model::scenario::{Template, Timings};
 use unibench_model::RunStatus;
-use unibench_orchestrator::{LiveStatus, LocalSpawner, OrchestratorService, OrchestratorSettings, Overrides, RunRequest};
+use unibench_orchestrator::{
+    LiveStatus, LocalSpawner, OrchestratorService, OrchestratorSettings, Overrides, RunRequest,
+};
 use unibench_store::Store;
 
 use crate::{store_arg, summary};
@@ -84,7 +86,11 @@ async fn execute(command: RunCommand) -> anyhow::Result<ExitCode> {
 
 /// Creates a service that spawns workers as child processes of this
 /// binary.
-pub async fn service(store: Arc<Store>, raw_store_url: &str, connections_file: Option<PathBuf>) -> anyhow::Result<OrchestratorService> {
+pub async fn service(
+    store: Arc<Store>,
+    raw_store_url: &str,
+    connections_file: Option<PathBuf>,
+) -> anyhow::Result<OrchestratorService> {
     let log_dir = unibench_store::url::unibench_home().ok().map(|home| home.join("logs"));
     let spawner = LocalSpawner::current_exe(log_dir)?;
     let settings = OrchestratorSettings {
@@ -99,14 +105,18 @@ pub async fn service(store: Arc<Store>, raw_store_url: &str, connections_file: O
 
 fn timings_from_env() -> anyhow::Result<Timings> {
     match std::env::var(TIMINGS_ENV) {
-        Ok(text) if !text.trim().is_empty() => serde_json::from_str(&text)
-            .map_err(|error| anyhow::anyhow!("invalid {TIMINGS_ENV}: {error}")),
+        Ok(text) if !text.trim().is_empty() => {
+            serde_json::from_str(&text).map_err(|error| anyhow::anyhow!("invalid {TIMINGS_ENV}: {error}"))
+        }
         _ => Ok(Timings::default()),
     }
 }
 
 /// Reads a template file and saves it by name, or finds a stored one.
-pub async fn load_template(service: &OrchestratorService, reference: &str) -> anyhow::Result<(Template, Option<String>)> {
+pub async fn load_template(
+    service: &OrchestratorService,
+    reference: &str,
+) -> anyhow::Result<(Template, Option<String>)> {
     let path = Path::new(reference);
     if path.is_file() {
         let template = read_template_file(path)?;
@@ -125,7 +135,8 @@ pub async fn load_template(service: &OrchestratorService, reference: &str) -> an
 
 /// Parses a YAML template file; errors name the file, line and field.
 pub fn read_template_file(path: &Path) -> anyhow::Result<Template> {
-    let text = std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
     serde_norway::from_str(&text).map_err(|error| anyhow::anyhow!("invalid template {}: {error}", path.display()))
 }
 

@@ -106,7 +106,10 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<34} {:<11} {:<20} {:>8} {:>10} {:>9}  template", "run", "status", "created", "workers", "qps", "p95 ms");
+    println!(
+        "{:<34} {:<11} {:<20} {:>8} {:>10} {:>9}  template",
+        "run", "status", "created", "workers", "qps", "p95 ms"
+    );
     for run in &runs {
         let parent = store.get_test_result(&run.run_id).await?;
         let created = run.created_at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();

@@ -64,7 +64,11 @@ async fn execute(command: ServeCommand) -> anyhow::Result<()> {
     controller.serve(listener, shutdown_signal()).await?;
     let active = controller.active_runs();
     if !active.is_empty() {
-        eprintln!("stopping {} active runs (send the signal again to kill their workers): {}", active.len(), active.join(", "));
+        eprintln!(
+            "stopping {} active runs (send the signal again to kill their workers): {}",
+            active.len(),
+            active.join(", ")
+        );
         controller.stop_runs(shutdown_signal()).await;
     }
     controller.close_live_streams(&active).await;

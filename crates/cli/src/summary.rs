@@ -14,7 +14,10 @@ fn number(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| format!("{value:.1}"))
 }
 
-async fn rows(store: &Store, run_id: &str) -> anyhow::Result<(unibench_store::RunStatusRow, TestResultRow, Vec<TestResultRow>)> {
+async fn rows(
+    store: &Store,
+    run_id: &str,
+) -> anyhow::Result<(unibench_store::RunStatusRow, TestResultRow, Vec<TestResultRow>)> {
     let run = store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run `{run_id}` not found"))?;
     let results = store.list_test_results(run_id).await?;
     let parent = results
@@ -32,7 +35,11 @@ pub async fn print(store: &Store, run_id: &str, url: &StoreUrl) -> anyhow::Resul
     println!();
     println!("run        {run_id}");
     println!("template   {}", run.test_name);
-    println!("status     {}{}", run.status, run.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
+    println!(
+        "status     {}{}",
+        run.status,
+        run.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
     println!("duration   {} s measured", number(parent.duration_seconds));
     println!(
         "totals     {} queries ({} reads, {} writes), {} failed, error rate {}",
@@ -68,7 +75,10 @@ pub async fn print(store: &Store, run_id: &str, url: &StoreUrl) -> anyhow::Resul
         );
     }
     println!();
-    println!("{:<10} {:<10} {:>12} {:>10} {:>8} {:>9} {:>9}", "worker", "status", "queries", "qps", "errors", "p95 ms", "p99 ms");
+    println!(
+        "{:<10} {:<10} {:>12} {:>10} {:>8} {:>9} {:>9}",
+        "worker", "status", "queries", "qps", "errors", "p95 ms", "p99 ms"
+    );
     for child in &children {
         println!(
             "{:<10} {:<10} {:>12} {:>10} {:>8} {:>9} {:>9}",
@@ -101,7 +111,10 @@ pub async fn json(store: &Store, run_id: &str) -> anyhow::Result<Value> {
         .iter()
         .filter_map(|kind| {
             let latency = parent.kind_latencies.get(kind)?;
-            Some((kind.as_str().to_owned(), json!({"p50_ms": latency.p50_ms, "p95_ms": latency.p95_ms, "p99_ms": latency.p99_ms})))
+            Some((
+                kind.as_str().to_owned(),
+                json!({"p50_ms": latency.p50_ms, "p95_ms": latency.p95_ms, "p99_ms": latency.p99_ms}),
+            ))
         })
         .collect();
     let workers: Vec<Value> = children

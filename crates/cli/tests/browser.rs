@@ -140,7 +140,11 @@ impl Setup {
             .expect("run pgbench -i (scripts/test.sh puts it on PATH)");
         assert!(status.success(), "pgbench -i failed");
         let connections_file = dir.path().join("connections.toml");
-        std::fs::write(&connections_file, format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n")).unwrap();
+        std::fs::write(
+            &connections_file,
+            format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"),
+        )
+        .unwrap();
         Setup { dir, store_url, connections_file }
     }
 
@@ -164,7 +168,10 @@ impl Setup {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let address = text.lines().find_map(|line| line.split_once("listening on ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned()));
+            let address = text.lines().find_map(|line| {
+                line.split_once("listening on ")
+                    .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned())
+            });
             if let Some(address) = address {
                 return (server, address);
             }
@@ -243,7 +250,12 @@ async fn wait_for_js(client: &Client, what: &str, script: &str, accept: impl Fn(
 }
 
 async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client.wait().at_most(UI_TIMEOUT).for_element(Locator::Css(css)).await.unwrap_or_else(|error| panic!("no element `{css}`: {error}"))
+    client
+        .wait()
+        .at_most(UI_TIMEOUT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("no element `{css}`: {error}"))
 }
 
 async fn type_into(client: &Client, css: &str, text: &str) {
@@ -343,18 +355,24 @@ async fn create_template(client: &Client) {
     type_into(client, "[data-testid=target-key-column]", "aid").await;
     find(client, "[data-testid=preset-select]").await.select_by_value("READ_ONLY").await.unwrap();
     click(client, "[data-testid=preset-apply]").await;
-    let sql = wait_for_js(client, "the preset's SQL", "return [...document.querySelectorAll('[data-testid=op-sql]')].map((e) => e.value);", |value| {
-        value.as_array().is_some_and(|rows| rows.len() == 2)
-    })
+    let sql = wait_for_js(
+        client,
+        "the preset's SQL",
+        "return [...document.querySelectorAll('[data-testid=op-sql]')].map((e) => e.value);",
+        |value| value.as_array().is_some_and(|rows| rows.len() == 2),
+    )
     .await;
     assert_eq!(sql[0], "SELECT * FROM {table} WHERE aid = $1");
 
     // Client-side check: the weights no longer sum to 100.
     type_into(client, "[data-testid=op-weight]", "80").await;
     click(client, "[data-testid=template-save]").await;
-    let errors = wait_for_js(client, "the weight-sum error", "return [...document.querySelectorAll('[data-testid=field-error]')].map((e) => e.dataset.for);", |value| {
-        value.as_array().is_some_and(|fields| !fields.is_empty())
-    })
+    let errors = wait_for_js(
+        client,
+        "the weight-sum error",
+        "return [...document.querySelectorAll('[data-testid=field-error]')].map((e) => e.dataset.for);",
+        |value| value.as_array().is_some_and(|fields| !fields.is_empty()),
+    )
     .await;
     assert_eq!(errors, json!(["workload.operations[*].weight_pct"]));
     type_into(client, "[data-testid=op-weight]", "90").await;
@@ -394,29 +412,48 @@ async fn create_template(client: &Client) {
 }
 
 async fn create_run(client: &Client) -> String {
-    let run_button = "//tr[@data-testid='template-row'][.//a[text()='browser lookups']]//button[@data-testid='template-run']";
+    let run_button =
+        "//tr[@data-testid='template-row'][.//a[text()='browser lookups']]//button[@data-testid='template-run']";
     client.find(Locator::XPath(run_button)).await.expect("the template's Run button").click().await.unwrap();
     type_into(client, "[data-testid=override-workers]", "2").await;
     click(client, "[data-testid=run-create]").await;
-    let hash = wait_for_js(client, "the run page", "return location.hash;", |value| value.as_str().is_some_and(|hash| hash.starts_with("#/runs/"))).await;
+    let hash = wait_for_js(client, "the run page", "return location.hash;", |value| {
+        value.as_str().is_some_and(|hash| hash.starts_with("#/runs/"))
+    })
+    .await;
     let run_id = hash.as_str().unwrap().trim_start_matches("#/runs/").to_owned();
-    wait_for_js(client, "a PREPARED run", "return document.querySelector('[data-testid=run-status]')?.dataset.status;", |value| value == "PREPARED").await;
+    wait_for_js(
+        client,
+        "a PREPARED run",
+        "return document.querySelector('[data-testid=run-status]')?.dataset.status;",
+        |value| value == "PREPARED",
+    )
+    .await;
     run_id
 }
 
 async fn watch_live_run(client: &Client) {
     click(client, "[data-testid=run-start]").await;
-    wait_for_js(client, "the warmup notice on the cards", &texts_script("[data-testid=qps-value], [data-testid=p95-value]"), |value| {
-        value == &json!(["warming up", "warming up"])
-    })
+    wait_for_js(
+        client,
+        "the warmup notice on the cards",
+        &texts_script("[data-testid=qps-value], [data-testid=p95-value]"),
+        |value| value == &json!(["warming up", "warming up"]),
+    )
     .await;
-    wait_for_js(client, "two healthy workers", "return [...document.querySelectorAll('[data-testid=worker-cell]')].map((cell) => cell.dataset.health);", |value| {
-        value == &json!(["HEALTHY", "HEALTHY"])
-    })
+    wait_for_js(
+        client,
+        "two healthy workers",
+        "return [...document.querySelectorAll('[data-testid=worker-cell]')].map((cell) => cell.dataset.health);",
+        |value| value == &json!(["HEALTHY", "HEALTHY"]),
+    )
     .await;
-    wait_for_js(client, "a RUNNING run in MEASUREMENT", &texts_script("[data-testid=run-status], [data-testid=run-phase]"), |value| {
-        value == &json!(["RUNNING", "MEASUREMENT"])
-    })
+    wait_for_js(
+        client,
+        "a RUNNING run in MEASUREMENT",
+        &texts_script("[data-testid=run-status], [data-testid=run-phase]"),
+        |value| value == &json!(["RUNNING", "MEASUREMENT"]),
+    )
     .await;
     let qps = wait_for_js(client, "QPS above zero", &texts_script("[data-testid=qps-value]"), |value| {
         value[0].as_str().and_then(|text| text.replace(',', "").parse::<f64>().ok()).is_some_and(|qps| qps > 0.0)
@@ -435,9 +472,18 @@ async fn watch_live_run(client: &Client) {
 
 async fn stop_run(client: &Client) {
     click(client, "[data-testid=run-stop]").await;
-    wait_for_js(client, "the final CANCELLED status", &texts_script("[data-testid=run-final-status]"), |value| value == &json!(["CANCELLED"])).await;
+    wait_for_js(client, "the final CANCELLED status", &texts_script("[data-testid=run-final-status]"), |value| {
+        value == &json!(["CANCELLED"])
+    })
+    .await;
     assert_eq!(find(client, "[data-testid=run-status]").await.text().await.unwrap(), "CANCELLED");
-    wait_for_js(client, "two worker result rows", "return document.querySelectorAll('[data-testid=worker-row]').length;", |value| value == 2).await;
+    wait_for_js(
+        client,
+        "two worker result rows",
+        "return document.querySelectorAll('[data-testid=worker-row]').length;",
+        |value| value == 2,
+    )
+    .await;
     save_screenshot(client, "cancelled-run.png").await;
 }
 
@@ -459,14 +505,29 @@ async fn check_history(client: &Client, base: &str, run_id: &str) {
     })
     .await;
     eprintln!("final QPS: {qps}");
-    wait_for_js(client, "the per-kind latency rows", "return document.querySelectorAll('[data-testid=kind-row]').length;", |value| value == 2).await;
-    wait_for_js(client, "the stored QPS chart", "return document.querySelectorAll('[data-testid=history-chart-qps] canvas').length;", |value| value == 1).await;
+    wait_for_js(
+        client,
+        "the per-kind latency rows",
+        "return document.querySelectorAll('[data-testid=kind-row]').length;",
+        |value| value == 2,
+    )
+    .await;
+    wait_for_js(
+        client,
+        "the stored QPS chart",
+        "return document.querySelectorAll('[data-testid=history-chart-qps] canvas').length;",
+        |value| value == 1,
+    )
+    .await;
     save_screenshot(client, "history-run.png").await;
 
     client.goto(&format!("{base}/#/compare?runs={run_id}")).await.unwrap();
-    wait_for_js(client, "the comparison table", "return document.querySelectorAll('[data-testid=compare-table] tbody tr').length;", |value| {
-        value.as_u64().is_some_and(|rows| rows >= 10)
-    })
+    wait_for_js(
+        client,
+        "the comparison table",
+        "return document.querySelectorAll('[data-testid=compare-table] tbody tr').length;",
+        |value| value.as_u64().is_some_and(|rows| rows >= 10),
+    )
     .await;
     save_screenshot(client, "compare.png").await;
 }

@@ -60,7 +60,11 @@ impl Setup {
         assert!(status.success(), "pgbench -i failed");
         let dir = tempfile::tempdir().unwrap();
         let connections_file = dir.path().join("connections.toml");
-        std::fs::write(&connections_file, format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n")).unwrap();
+        std::fs::write(
+            &connections_file,
+            format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"),
+        )
+        .unwrap();
         Setup { store, store_url, target_url, dir, connections_file }
     }
 
@@ -157,8 +161,10 @@ impl RunProcess {
     async fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let mut child = self.child.take().expect("already reaped");
         let stderr = self.stderr_path.clone();
-        support::wait_for_exit(&mut child, timeout, "unibench run", || std::fs::read_to_string(&stderr).unwrap_or_default())
-            .await
+        support::wait_for_exit(&mut child, timeout, "unibench run", || {
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        })
+        .await
     }
 }
 
@@ -188,7 +194,11 @@ fn kill_workers(run_id: &str) {
 
 /// The QPS of each worker's last three measurement snapshots.
 async fn recent_qps_per_worker(store: &Store, run_id: &str) -> Vec<Vec<f64>> {
-    let filter = SnapshotFilter { phase: Some(unibench_model::RunPhase::Measurement), page: Page { limit: 10_000, offset: 0 }, ..Default::default() };
+    let filter = SnapshotFilter {
+        phase: Some(unibench_model::RunPhase::Measurement),
+        page: Page { limit: 10_000, offset: 0 },
+        ..Default::default()
+    };
     let snapshots = store.list_snapshots(run_id, &filter).await.unwrap();
     let mut by_worker: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for snapshot in snapshots {
@@ -278,7 +288,11 @@ async fn acceptance_two_workers_on_pgbench_accounts() {
 async fn finished_run_completes_with_consistent_rollups() {
     let setup = Setup::new().await;
     let template = setup.lookup_template("all");
-    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "1", "--duration", "3", "--json"], &timings(json!({})));
+    let mut process = setup.start_run(
+        &template,
+        &["--workers", "2", "--warmup", "1", "--duration", "3", "--json"],
+        &timings(json!({})),
+    );
     let code = process.wait(RUN_TIMEOUT).await;
     assert_eq!(code, Some(0), "stderr:\n{}", process.stderr());
     let summary: serde_json::Value = serde_json::from_str(&process.stdout()).expect("--json prints one JSON document");
@@ -296,7 +310,8 @@ async fn finished_run_completes_with_consistent_rollups() {
     assert!(parent.total_operations > 100, "{} operations", parent.total_operations);
     assert_eq!(summary["totals"]["operations"], json!(parent.total_operations));
 
-    let filter = ExecutionFilter { warmup: Some(false), page: Page { limit: 1_000_000, offset: 0 }, ..Default::default() };
+    let filter =
+        ExecutionFilter { warmup: Some(false), page: Page { limit: 1_000_000, offset: 0 }, ..Default::default() };
     let executions = setup.store.list_executions(&run_id, &filter).await.unwrap();
     assert_eq!(executions.len() as i64, parent.total_operations, "query_log all keeps every measured query");
     let mut latencies: Vec<f64> = executions.iter().map(|e| e.app_elapsed_ms).collect();
@@ -320,7 +335,10 @@ async fn killed_worker_fails_the_run() {
     .await;
 
     let victim = eventually(Duration::from_secs(5), "worker-1's process", || async {
-        let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")]).output().unwrap();
+        let output = Command::new("pgrep")
+            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
     })
     .await;
@@ -337,8 +355,12 @@ async fn killed_worker_fails_the_run() {
     assert!(reason.contains("DEAD"), "the reason says the worker is dead: {reason}");
     assert!(worker_pids(&run_id).is_empty(), "the other worker exited");
     let filter = SnapshotFilter { worker_id: Some("worker-1".to_owned()), ..Default::default() };
-    assert!(!setup.store.list_snapshots(&run_id, &filter).await.unwrap().is_empty(), "the killed worker's snapshots remain");
-    let killed_child = setup.store.get_test_result(&format!("{run_id}-worker-1")).await.unwrap().expect("worker-1's row");
+    assert!(
+        !setup.store.list_snapshots(&run_id, &filter).await.unwrap().is_empty(),
+        "the killed worker's snapshots remain"
+    );
+    let killed_child =
+        setup.store.get_test_result(&format!("{run_id}-worker-1")).await.unwrap().expect("worker-1's row");
     assert_eq!(killed_child.status, "FAILED", "an unfinished worker row is closed");
 }
 
@@ -365,7 +387,11 @@ async fn killed_orchestrator_leaves_an_orphan() {
 
     // A new orchestrator with a short orphan timeout marks the run failed.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut second = setup.start_run(&template, &["--workers", "1", "--warmup", "0", "--duration", "1"], &timings(json!({"orphan_after_seconds": 2.0})));
+    let mut second = setup.start_run(
+        &template,
+        &["--workers", "1", "--warmup", "0", "--duration", "1"],
+        &timings(json!({"orphan_after_seconds": 2.0})),
+    );
     assert_eq!(second.wait(RUN_TIMEOUT).await, Some(0), "stderr:\n{}", second.stderr());
     let run = setup.run(&run_id).await;
     assert_eq!(run.status, RunStatus::Failed);
@@ -475,7 +501,9 @@ fn shipped_templates_are_valid() {
 async fn frozen_worker_gets_sigterm_then_sigkill() {
     let setup = Setup::new().await;
     let template = setup.lookup_template("off");
-    let timings = timings(json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}));
+    let timings = timings(
+        json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}),
+    );
     let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings);
     let run_id = process.run_id().await;
     eventually(Duration::from_secs(30), "RUNNING with both workers measuring", || async {
@@ -485,7 +513,10 @@ async fn frozen_worker_gets_sigterm_then_sigkill() {
     .await;
 
     let frozen = eventually(Duration::from_secs(5), "worker-1's process", || async {
-        let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")]).output().unwrap();
+        let output = Command::new("pgrep")
+            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
     })
     .await;

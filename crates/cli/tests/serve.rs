@@ -47,7 +47,9 @@ fn timings() -> String {
 
 /// Runs a test body under the hard timeout.
 async fn within_timeout(body: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, body).await.unwrap_or_else(|_| panic!("the test did not finish within {TEST_TIMEOUT:?}"));
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .unwrap_or_else(|_| panic!("the test did not finish within {TEST_TIMEOUT:?}"));
 }
 
 /// A running `unibench serve` process with its own directory and store.
@@ -79,7 +81,9 @@ impl Server {
 
         let connections_file = dir.path().join("connections.toml");
         let connections = match &options.target {
-            Some(database) => format!("[connections.bench]\nkind = \"postgres\"\nurl = \"{}\"\n", database_url(database)),
+            Some(database) => {
+                format!("[connections.bench]\nkind = \"postgres\"\nurl = \"{}\"\n", database_url(database))
+            }
             None => String::new(),
         };
         std::fs::write(&connections_file, connections).expect("write connections.toml");
@@ -100,7 +104,8 @@ impl Server {
             command.env("UNIBENCH_API_TOKEN", token);
         }
         let child = command.spawn().expect("start unibench serve");
-        let client = Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("build the HTTP client");
+        let client =
+            Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("build the HTTP client");
         let mut server = Server {
             child: Some(child),
             base: String::new(),
@@ -148,7 +153,13 @@ impl Server {
 
     /// Sends a request with the server's token, if any, and returns the
     /// status and the JSON body (null when empty).
-    async fn send(&self, method: Method, path: &str, content_type: Option<&str>, body: Option<String>) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -162,7 +173,11 @@ impl Server {
         let response = request.send().await.expect("send a request to unibench serve");
         let status = response.status();
         let text = response.text().await.expect("read the response body");
-        let value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -270,7 +285,13 @@ fn inline_template(name: &str, connections: u32, warmup: f64, duration: f64) -> 
 /// Checks an error response: its status, the field it names, and a part
 /// of its message.
 #[track_caller]
-fn assert_error(case: &str, (status, body): &(StatusCode, Value), expected: StatusCode, field: &str, message_part: &str) {
+fn assert_error(
+    case: &str,
+    (status, body): &(StatusCode, Value),
+    expected: StatusCode,
+    field: &str,
+    message_part: &str,
+) {
     assert_eq!(*status, expected, "{case}: {body}");
     assert_eq!(body["error"]["field"], json!(field), "{case}: {body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -323,7 +344,9 @@ fn non_loopback_bind_without_token_refuses() {
     assert!(!store.exists(), "the check runs before the store is opened");
 
     let mut blank = support::unibench();
-    blank.args(["serve", "--bind", "[::]:0", "--store", &format!("sqlite://{}", store.display())]).env("UNIBENCH_API_TOKEN", "  ");
+    blank
+        .args(["serve", "--bind", "[::]:0", "--store", &format!("sqlite://{}", store.display())])
+        .env("UNIBENCH_API_TOKEN", "  ");
     let output = support::run(blank, Duration::from_secs(30));
     assert_eq!(output.code, Some(1), "a blank token counts as none: {output:?}");
 }
@@ -341,20 +364,35 @@ async fn token_is_required_once_set() {
         let body: Value = bare.json().await.unwrap();
         assert_eq!(body["error"]["field"], "Authorization", "{body}");
 
-        let wrong = server.client.post(server.url("/api/runs")).header(AUTHORIZATION, "Bearer wrong").json(&json!({})).send().await.unwrap();
+        let wrong = server
+            .client
+            .post(server.url("/api/runs"))
+            .header(AUTHORIZATION, "Bearer wrong")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "a wrong token");
         let in_query = server.client.get(server.url(&format!("/api/templates?token={TOKEN}"))).send().await.unwrap();
-        assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED, "only WebSocket requests may pass the token in the query");
+        assert_eq!(
+            in_query.status(),
+            StatusCode::UNAUTHORIZED,
+            "only WebSocket requests may pass the token in the query"
+        );
 
         let health = server.client.get(server.url("/health")).send().await.unwrap();
         assert_eq!(health.status(), StatusCode::OK, "probes reach /health without the token");
 
         let error = tokio_tungstenite::connect_async(server.ws_url("/ws/test/no-such-run")).await.unwrap_err();
         match error {
-            tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED.as_u16()),
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED.as_u16())
+            }
             other => panic!("expected an HTTP 401, got {other}"),
         }
-        let error = tokio_tungstenite::connect_async(server.ws_url(&format!("/ws/test/no-such-run?token={TOKEN}"))).await.unwrap_err();
+        let error = tokio_tungstenite::connect_async(server.ws_url(&format!("/ws/test/no-such-run?token={TOKEN}")))
+            .await
+            .unwrap_err();
         match error {
             tokio_tungstenite::tungstenite::Error::Http(response) => {
                 assert_eq!(response.status(), StatusCode::NOT_FOUND.as_u16(), "the token passed; the run is unknown")
@@ -404,23 +442,35 @@ async fn templates_round_trip() {
         assert_eq!(export.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/yaml"));
         let yaml = export.text().await.unwrap();
         assert!(yaml.contains("name: orders lookup v2"), "{yaml}");
-        let exported: unibench_model::scenario::Template = serde_norway::from_str(&yaml).expect("the export parses as a template");
+        let exported: unibench_model::scenario::Template =
+            serde_norway::from_str(&yaml).expect("the export parses as a template");
         assert_eq!(exported.workload.concurrent_connections, 6);
 
         let imported_yaml = yaml.replace("name: orders lookup v2", "name: imported copy");
-        let imported = server.send(Method::POST, "/api/templates/import", Some("application/yaml"), Some(imported_yaml.clone())).await;
+        let imported = server
+            .send(Method::POST, "/api/templates/import", Some("application/yaml"), Some(imported_yaml.clone()))
+            .await;
         assert_eq!(imported.0, StatusCode::CREATED, "{}", imported.1);
         assert_eq!(imported.1["name"], "imported copy");
-        assert_eq!(imported.1["config"], replaced["config"].as_object().map(|config| {
-            let mut config = config.clone();
-            config.insert("name".into(), json!("imported copy"));
-            Value::Object(config)
-        }).unwrap());
-        let again = server.send(Method::POST, "/api/templates/import", Some("application/yaml"), Some(imported_yaml.clone())).await;
+        assert_eq!(
+            imported.1["config"],
+            replaced["config"]
+                .as_object()
+                .map(|config| {
+                    let mut config = config.clone();
+                    config.insert("name".into(), json!("imported copy"));
+                    Value::Object(config)
+                })
+                .unwrap()
+        );
+        let again = server
+            .send(Method::POST, "/api/templates/import", Some("application/yaml"), Some(imported_yaml.clone()))
+            .await;
         assert_error("import of a taken name", &again, StatusCode::CONFLICT, "name", "already exists");
         let replacing = imported_yaml.replace("concurrent_connections: 6", "concurrent_connections: 9");
-        let replaced_import =
-            server.send(Method::POST, "/api/templates/import?replace=true", Some("application/yaml"), Some(replacing)).await;
+        let replaced_import = server
+            .send(Method::POST, "/api/templates/import?replace=true", Some("application/yaml"), Some(replacing))
+            .await;
         assert_eq!(replaced_import.0, StatusCode::OK, "{}", replaced_import.1);
         assert_eq!(replaced_import.1["template_id"], imported.1["template_id"], "replace keeps the id");
         assert_eq!(replaced_import.1["config"]["workload"]["concurrent_connections"], 9);
@@ -636,7 +686,8 @@ async fn run_lifecycle_and_results() {
         let template_id = saved["template_id"].as_str().unwrap().to_owned();
 
         let overrides = json!({"workers": 2, "connections": 2, "warmup_seconds": 1, "duration_seconds": 3});
-        let (status, created) = server.post("/api/runs", &json!({"template_id": template_id, "overrides": overrides})).await;
+        let (status, created) =
+            server.post("/api/runs", &json!({"template_id": template_id, "overrides": overrides})).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let run_id = created["run_id"].as_str().unwrap().to_owned();
         server.run_ids.lock().unwrap().push(run_id.clone());
@@ -698,14 +749,18 @@ async fn run_lifecycle_and_results() {
         assert_eq!(child["heartbeat"]["worker_id"], json!(worker_id));
         assert_eq!(child["heartbeat"]["status"], "COMPLETED");
         let (_, child_series) = server.get(&format!("/api/tests/{child_id}/timeseries")).await;
-        assert!(child_series["snapshots"].as_array().unwrap().iter().all(|s| s["worker_id"] == json!(worker_id)), "{child_series}");
+        assert!(
+            child_series["snapshots"].as_array().unwrap().iter().all(|s| s["worker_id"] == json!(worker_id)),
+            "{child_series}"
+        );
         let (_, limited) = server.get(&format!("/api/tests/{run_id}/timeseries?limit=1")).await;
         assert_eq!(limited["snapshots"].as_array().map(Vec::len), Some(1));
         assert_eq!(limited["next_offset"], 1);
 
         let (status, logs) = server.get(&format!("/api/tests/{run_id}/logs")).await;
         assert_eq!(status, StatusCode::OK);
-        let messages: Vec<&str> = logs["logs"].as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).collect();
+        let messages: Vec<&str> =
+            logs["logs"].as_array().unwrap().iter().filter_map(|l| l["message"].as_str()).collect();
         assert!(messages.iter().any(|m| m.contains("run ended COMPLETED")), "{messages:?}");
         let (_, info) = server.get(&format!("/api/tests/{run_id}/logs?level=info")).await;
         assert!(info["logs"].as_array().unwrap().iter().all(|l| l["level"] == "INFO"));
@@ -762,11 +817,12 @@ async fn connect(server: &Server, run_id: &str) -> Socket {
 /// the server closed the stream.
 async fn next_update(socket: &mut Socket) -> Option<(Instant, Value)> {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a live message within 10 s")?;
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a live message within 10 s")?;
         match message.expect("read the live stream") {
-            Message::Text(text) => return Some((Instant::now(), serde_json::from_str(&text).expect("each message is JSON"))),
+            Message::Text(text) => {
+                return Some((Instant::now(), serde_json::from_str(&text).expect("each message is JSON")))
+            }
             Message::Close(_) => return None,
             _ => continue,
         }
@@ -810,7 +866,9 @@ fn assert_full_snapshot(message: &Value, run_id: &str) {
     let workers = data["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2, "{message}");
     for worker in workers {
-        for key in ["worker_id", "worker_group_id", "status", "phase", "health", "last_heartbeat", "last_heartbeat_ago_s"] {
+        for key in
+            ["worker_id", "worker_group_id", "status", "phase", "health", "last_heartbeat", "last_heartbeat_ago_s"]
+        {
             assert!(!worker[key].is_null(), "worker {key} is set: {worker}");
         }
         for key in ["qps", "p95_latency_ms", "error_count", "active_connections", "target_connections"] {
@@ -835,7 +893,9 @@ fn assert_one_second_apart(received: &[(Instant, Value)], who: &str) {
     let arrival_gaps: Vec<Duration> = received.windows(2).map(|pair| pair[1].0 - pair[0].0).collect();
     let stamps: Vec<chrono::DateTime<chrono::Utc>> = received
         .iter()
-        .map(|(_, message)| message["data"]["run"]["timestamp"].as_str().and_then(|t| t.parse().ok()).expect("run.timestamp"))
+        .map(|(_, message)| {
+            message["data"]["run"]["timestamp"].as_str().and_then(|t| t.parse().ok()).expect("run.timestamp")
+        })
         .collect();
     let server_gaps: Vec<i64> = stamps.windows(2).map(|pair| (pair[1] - pair[0]).num_milliseconds()).collect();
     println!("{who}: arrival gaps {arrival_gaps:?}, server timestamp gaps (ms) {server_gaps:?}");
@@ -855,7 +915,8 @@ async fn live_stream_sends_a_snapshot_each_second() {
         let server = Server::start(ServerOptions { target: Some(target), ..Default::default() }).await;
         let (status, saved) = server.post("/api/templates", &template("live lookup", 2, 3.0, 120.0)).await;
         assert_eq!(status, StatusCode::CREATED, "{saved}");
-        let run_id = server.create_run(&json!({"template_id": saved["template_id"], "overrides": {"workers": 2}})).await;
+        let run_id =
+            server.create_run(&json!({"template_id": saved["template_id"], "overrides": {"workers": 2}})).await;
 
         let mut socket = connect(&server, &run_id).await;
         let (_, first) = next_update(&mut socket).await.expect("a message for the PREPARED run");
@@ -877,7 +938,8 @@ async fn live_stream_sends_a_snapshot_each_second() {
                 saw_warmup = true;
             }
             let both_measuring = message["data"]["workers"].as_array().is_some_and(|workers| {
-                workers.len() == 2 && workers.iter().all(|w| w["phase"] == "MEASUREMENT" && w["metrics"]["qps"].as_f64() > Some(0.0))
+                workers.len() == 2
+                    && workers.iter().all(|w| w["phase"] == "MEASUREMENT" && w["metrics"]["qps"].as_f64() > Some(0.0))
             });
             if run["phase"] == "MEASUREMENT" && !run["ops"].is_null() && both_measuring {
                 break;

@@ -95,7 +95,12 @@ async fn set_phase_resets_counters_once() {
     let interval_limit = (first.qps * 2.0).max(1.0) as i64 + 50;
     assert!(first.total_queries <= interval_limit, "counting restarted from zero: first total {}", first.total_queries);
     for pair in measured.windows(2) {
-        assert!(pair[1].total_queries >= pair[0].total_queries, "TOTAL_QUERIES decreased: {} -> {}", pair[0].total_queries, pair[1].total_queries);
+        assert!(
+            pair[1].total_queries >= pair[0].total_queries,
+            "TOTAL_QUERIES decreased: {} -> {}",
+            pair[0].total_queries,
+            pair[1].total_queries
+        );
     }
     assert!(measured.last().unwrap().total_queries > first.total_queries);
 }
@@ -116,7 +121,8 @@ async fn connection_targets_follow_events() {
         let mut last = None;
         while changed.elapsed() < Duration::from_secs(2) {
             last = harness.heartbeat().await;
-            if last.as_ref().is_some_and(|beat| beat.active_connections == target && beat.target_connections == target) {
+            if last.as_ref().is_some_and(|beat| beat.active_connections == target && beat.target_connections == target)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -164,7 +170,8 @@ async fn target_from_run_status_alone() {
 /// and checks that every executed query is accounted for.
 async fn drain_accounts_for_every_query(stop: impl AsyncFnOnce(&Harness, &support::worker::WorkerProcess)) {
     let harness = Harness::new(10).await;
-    let template = Harness::template("SELECT pg_sleep(0.5) FROM {table} WHERE id = $1", &["random_int(1,10)"], 10, "all");
+    let template =
+        Harness::template("SELECT pg_sleep(0.5) FROM {table} WHERE id = $1", &["random_int(1,10)"], 10, "all");
     let mut run_template = template.clone();
     run_template["workload"]["warmup_seconds"] = json!(1);
     harness.create_run(Harness::scenario(run_template, fast_timings()), RunStatus::Prepared, RunPhase::Preparing).await;
@@ -187,7 +194,12 @@ async fn drain_accounts_for_every_query(stop: impl AsyncFnOnce(&Harness, &suppor
     let warmup = harness.store.count_executions(&harness.run_id, &warmup_filter).await.unwrap();
     assert!(child.total_operations > 0);
     assert!(warmup > 0, "the warmup ran queries");
-    assert_eq!(total, child.total_operations + warmup, "executions = TOTAL_OPERATIONS {} + warmup {warmup}", child.total_operations);
+    assert_eq!(
+        total,
+        child.total_operations + warmup,
+        "executions = TOTAL_OPERATIONS {} + warmup {warmup}",
+        child.total_operations
+    );
     let beat = harness.heartbeat().await.unwrap();
     assert_eq!(beat.status, WorkerStatus::Completed);
 }
@@ -207,13 +219,15 @@ async fn latency_above_clamp_is_counted() {
     let harness = Harness::new(10).await;
     let mut timings = fast_timings();
     timings["latency_clamp_seconds"] = json!(0.1);
-    let template = Harness::template("SELECT pg_sleep(0.3) FROM {table} WHERE id = $1", &["random_int(1,10)"], 2, "all");
+    let template =
+        Harness::template("SELECT pg_sleep(0.3) FROM {table} WHERE id = $1", &["random_int(1,10)"], 2, "all");
     harness.create_run(Harness::scenario(template, timings), RunStatus::Running, RunPhase::Measurement).await;
     let mut worker = harness.spawn_worker();
 
     let clamped = eventually(Duration::from_secs(15), "a snapshot reporting clamped latencies", || async {
         harness.snapshots().await.into_iter().rev().find(|snapshot| {
-            snapshot.custom_metrics.as_ref().and_then(|custom| custom["latency_values_clamped"].as_i64()).unwrap_or(0) >= 4
+            snapshot.custom_metrics.as_ref().and_then(|custom| custom["latency_values_clamped"].as_i64()).unwrap_or(0)
+                >= 4
         })
     })
     .await;
@@ -281,7 +295,8 @@ async fn other_version_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_loss_keeps_load_then_exits_2() {
     let harness = Harness::new(10).await;
-    let template = Harness::template("UPDATE {table} SET counter = counter + 1 WHERE id = $1", &["random_int(1,10)"], 2, "all");
+    let template =
+        Harness::template("UPDATE {table} SET counter = counter + 1 WHERE id = $1", &["random_int(1,10)"], 2, "all");
     harness.create_run(Harness::scenario(template, fast_timings()), RunStatus::Running, RunPhase::Measurement).await;
 
     let proxy = support::proxy::TcpProxy::start(&harness.store_url).await;

@@ -89,7 +89,11 @@ impl ApiError {
     /// Builds the JSON body of the response.
     pub fn body(&self) -> serde_json::Value {
         let body = ErrorBody {
-            error: ErrorDetail { field: self.problem.field.as_deref(), message: &self.problem.message, problems: &self.problems },
+            error: ErrorDetail {
+                field: self.problem.field.as_deref(),
+                message: &self.problem.message,
+                problems: &self.problems,
+            },
         };
         serde_json::to_value(body).unwrap_or_default()
     }
@@ -148,7 +152,9 @@ impl From<OrchestratorError> for ApiError {
     fn from(error: OrchestratorError) -> Self {
         match error {
             OrchestratorError::Store(error) => error.into(),
-            OrchestratorError::RunNotFound(run_id) => ApiError::not_found("run_id", format!("run `{run_id}` not found")),
+            OrchestratorError::RunNotFound(run_id) => {
+                ApiError::not_found("run_id", format!("run `{run_id}` not found"))
+            }
             OrchestratorError::TemplateNotFound(name) => {
                 ApiError::invalid("template_id", format!("template `{name}` not found"))
             }
@@ -159,9 +165,15 @@ impl From<OrchestratorError> for ApiError {
             }
             OrchestratorError::InvalidTemplate { ref problems } => {
                 let field = problem_path(problems).map(|path| format!("template.{path}"));
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Some(field.as_deref().unwrap_or("template")), error.to_string())
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(field.as_deref().unwrap_or("template")),
+                    error.to_string(),
+                )
             }
-            OrchestratorError::TemplateFile { .. } | OrchestratorError::Spawn(_) => ApiError::internal(error.to_string()),
+            OrchestratorError::TemplateFile { .. } | OrchestratorError::Spawn(_) => {
+                ApiError::internal(error.to_string())
+            }
         }
     }
 }
@@ -173,8 +185,8 @@ fn problem_path(problems: &str) -> Option<&str> {
     let after_name = problems.strip_prefix("template \"")?;
     let (_, rest) = after_name.split_once("\": ")?;
     let (path, _) = rest.split_once(": ")?;
-    let looks_like_path = !path.is_empty()
-        && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '*'));
+    let looks_like_path =
+        !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '*'));
     looks_like_path.then_some(path)
 }
 

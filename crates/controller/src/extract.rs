@@ -100,7 +100,8 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
 /// for the document itself.
 fn field_of(path: &str, message: &str) -> String {
     let parent = if path == "." || path == "?" { "" } else { path };
-    let named = |prefix: &str| message.split_once(prefix).and_then(|(_, rest)| rest.split_once('`')).map(|(name, _)| name);
+    let named =
+        |prefix: &str| message.split_once(prefix).and_then(|(_, rest)| rest.split_once('`')).map(|(name, _)| name);
     // An unknown field's path already ends with its name.
     let missing = named("missing field `").or_else(|| named("unknown field `").filter(|name| !parent.ends_with(name)));
     match (parent, missing) {
@@ -135,7 +136,10 @@ impl QueryParams {
         for (index, (name, _)) in self.pairs.iter().enumerate() {
             if !allowed.contains(&name.as_str()) {
                 let expected = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
-                return Err(ApiError::bad_request(name, format!("unknown query parameter `{name}`: expected {expected}")));
+                return Err(ApiError::bad_request(
+                    name,
+                    format!("unknown query parameter `{name}`: expected {expected}"),
+                ));
             }
             if self.pairs[..index].iter().any(|(earlier, _)| earlier == name) {
                 return Err(ApiError::bad_request(name, format!("query parameter `{name}` is given more than once")));
@@ -146,7 +150,11 @@ impl QueryParams {
 
     /// Returns the value of a parameter. An empty value counts as absent.
     pub fn text(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str()).filter(|value| !value.is_empty())
+        self.pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
     }
 
     /// Parses a parameter. `expected` describes a valid value for the error

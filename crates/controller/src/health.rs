@@ -74,7 +74,12 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// never a password or connection string, so they are safe to show.
 async fn check_store(store: &Store) -> StoreHealth {
     if let Err(error) = store.now().await {
-        return StoreHealth { reachable: false, schema_complete: false, missing: Vec::new(), error: Some(error.to_string()) };
+        return StoreHealth {
+            reachable: false,
+            schema_complete: false,
+            missing: Vec::new(),
+            error: Some(error.to_string()),
+        };
     }
     match store.check_schema().await {
         Ok(missing) => StoreHealth {
@@ -83,7 +88,9 @@ async fn check_store(store: &Store) -> StoreHealth {
             missing: missing.iter().map(ToString::to_string).collect(),
             error: None,
         },
-        Err(error) => StoreHealth { reachable: true, schema_complete: false, missing: Vec::new(), error: Some(error.to_string()) },
+        Err(error) => {
+            StoreHealth { reachable: true, schema_complete: false, missing: Vec::new(), error: Some(error.to_string()) }
+        }
     }
 }
 

@@ -23,11 +23,11 @@ mod extract;
 mod health;
 mod live_feed;
 mod live_message;
-mod ui;
 mod results;
 mod runs;
 mod state;
 mod templates;
+mod ui;
 mod views;
 mod ws;
 
@@ -103,7 +103,11 @@ impl Controller {
 
     /// Serves requests on `listener` until `shutdown` resolves. The bind
     /// policy is checked again here, so that no caller can skip it.
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         check_bind(addr, self.state.api_token.as_deref())?;
         tracing::info!(%addr, auth = self.state.api_token.is_some(), "controller listening");
@@ -169,7 +173,11 @@ pub enum ServeError {
 }
 
 async fn route_not_found(request: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, Some("path"), format!("no route for {} {}", request.method(), request.uri().path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        Some("path"),
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -295,7 +295,9 @@ impl LiveSource {
     }
 
     fn is_find_max(&self) -> bool {
-        self.scenario.as_ref().is_some_and(|scenario| scenario.template.workload.load_mode == LoadMode::FindMaxConcurrency)
+        self.scenario
+            .as_ref()
+            .is_some_and(|scenario| scenario.template.workload.load_mode == LoadMode::FindMaxConcurrency)
     }
 
     fn thresholds(&self) -> HealthThresholds {
@@ -311,7 +313,8 @@ impl LiveSource {
     /// Reads the warehouse polls written since the last tick and keeps the
     /// newest. Only Snowflake targets have polls.
     async fn latest_warehouse(&mut self) -> Result<Option<WarehouseBlock>, StoreError> {
-        let is_snowflake = self.scenario.as_ref().is_some_and(|scenario| scenario.template.target.kind == TargetKind::Snowflake);
+        let is_snowflake =
+            self.scenario.as_ref().is_some_and(|scenario| scenario.template.target.kind == TargetKind::Snowflake);
         if !is_snowflake {
             return Ok(None);
         }

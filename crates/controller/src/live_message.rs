@@ -165,7 +165,13 @@ pub struct Extras {
 }
 
 /// Builds the message from its parts.
-pub fn build(facts: RunFacts, aggregate: &LiveAggregate, workers: &[WorkerSample], extras: Extras, now: DateTime<Utc>) -> RunUpdate {
+pub fn build(
+    facts: RunFacts,
+    aggregate: &LiveAggregate,
+    workers: &[WorkerSample],
+    extras: Extras,
+    now: DateTime<Utc>,
+) -> RunUpdate {
     let measuring = aggregate.measuring;
     let warming_up = !measuring
         && facts.status == RunStatus::Running
@@ -195,7 +201,10 @@ pub fn build(facts: RunFacts, aggregate: &LiveAggregate, workers: &[WorkerSample
         errors: measuring.then_some(Errors { count: aggregate.errors, rate }),
         connections: Connections { active: aggregate.active_connections, target: aggregate.target_connections },
     };
-    RunUpdate { event: RUN_UPDATE, data: RunUpdateData { run, workers, warehouse: extras.warehouse, find_max: extras.find_max } }
+    RunUpdate {
+        event: RUN_UPDATE,
+        data: RunUpdateData { run, workers, warehouse: extras.warehouse, find_max: extras.find_max },
+    }
 }
 
 fn worker_block(sample: &WorkerSample) -> WorkerBlock {
@@ -236,11 +245,8 @@ pub fn from_live_status(status: &LiveStatus, status_reason: Option<String>) -> (
         elapsed_seconds: status.elapsed_seconds,
         worker_count: i64::from(status.workers_expected),
     };
-    let workers = status
-        .workers
-        .iter()
-        .map(|live| WorkerSample { live: live.clone(), counted: live.counted })
-        .collect();
+    let workers =
+        status.workers.iter().map(|live| WorkerSample { live: live.clone(), counted: live.counted }).collect();
     (facts, workers)
 }
 
@@ -338,14 +344,19 @@ mod tests {
         run.phase = RunPhase::Measurement;
         run.start_time = Some(now - chrono::Duration::seconds(10));
         run.total_workers_expected = ages.len() as i64;
-        let heartbeats = ages.iter().enumerate().map(|(i, age)| heartbeat(&format!("worker-{i}"), i as i64, *age, now)).collect();
+        let heartbeats =
+            ages.iter().enumerate().map(|(i, age)| heartbeat(&format!("worker-{i}"), i as i64, *age, now)).collect();
         StoreSnapshot { run, now, heartbeats, latest, thresholds: HealthThresholds::default() }
     }
 
     #[test]
     fn current_rate_is_the_workers_sum() {
         let snapshot = store_snapshot(
-            vec![snapshot("worker-0", "MEASUREMENT", 10.25), snapshot("worker-1", "MEASUREMENT", 20.5), snapshot("worker-2", "MEASUREMENT", 99.0)],
+            vec![
+                snapshot("worker-0", "MEASUREMENT", 10.25),
+                snapshot("worker-1", "MEASUREMENT", 20.5),
+                snapshot("worker-2", "MEASUREMENT", 99.0),
+            ],
             &[1, 1, 120],
         );
         let (facts, aggregate, workers) = from_store(snapshot);

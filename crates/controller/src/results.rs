@@ -126,7 +126,10 @@ pub async fn logs(
     let level = query.text("level").map(str::to_ascii_uppercase);
     if let Some(level) = &level {
         if !["INFO", "WARN", "ERROR"].contains(&level.as_str()) {
-            return Err(ApiError::bad_request("level", format!("invalid value `{level}`: expected INFO, WARN or ERROR")));
+            return Err(ApiError::bad_request(
+                "level",
+                format!("invalid value `{level}`: expected INFO, WARN or ERROR"),
+            ));
         }
     }
     let test = resolve(&state, &test_id).await?;
@@ -196,9 +199,13 @@ pub async fn compare(State(state): State<AppState>, query: QueryParams) -> Resul
 
 /// Splits `a,b,c` into run ids: at least one, at most five, no repeats.
 fn compared_run_ids(text: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let ids: Vec<String> = text.unwrap_or("").split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect();
+    let ids: Vec<String> =
+        text.unwrap_or("").split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect();
     if ids.is_empty() {
-        return Err(ApiError::bad_request("runs", "missing: give one to five run ids separated by commas, as ?runs=a,b"));
+        return Err(ApiError::bad_request(
+            "runs",
+            "missing: give one to five run ids separated by commas, as ?runs=a,b",
+        ));
     }
     if ids.len() > MAX_COMPARED_RUNS {
         return Err(ApiError::bad_request(

@@ -68,7 +68,10 @@ impl OverridesBody {
     fn check(&self) -> Result<Overrides, ApiError> {
         if let Some(workers) = self.workers {
             if workers == 0 || workers > MAX_WORKERS {
-                return Err(ApiError::invalid("overrides.workers", format!("must be from 1 to {MAX_WORKERS}, got {workers}")));
+                return Err(ApiError::invalid(
+                    "overrides.workers",
+                    format!("must be from 1 to {MAX_WORKERS}, got {workers}"),
+                ));
             }
         }
         if self.connections == Some(0) {
@@ -81,7 +84,10 @@ impl OverridesBody {
         }
         if let Some(duration) = self.duration_seconds {
             if !(duration.is_finite() && duration > 0.0) {
-                return Err(ApiError::invalid("overrides.duration_seconds", format!("must be greater than 0, got {duration}")));
+                return Err(ApiError::invalid(
+                    "overrides.duration_seconds",
+                    format!("must be greater than 0, got {duration}"),
+                ));
             }
         }
         Ok(Overrides {
@@ -115,7 +121,8 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
         }
         (None, Some(template)) => (template, None, "template."),
     };
-    check_template(&overrides.apply(&template)).map_err(|invalid| ApiError::from_template_problems(&invalid, prefix))?;
+    check_template(&overrides.apply(&template))
+        .map_err(|invalid| ApiError::from_template_problems(&invalid, prefix))?;
 
     let run_id = state
         .service
@@ -139,7 +146,10 @@ async fn stored_template(state: &AppState, id: &str) -> Result<(Template, String
     let template = serde_json::from_value(row.config.clone()).map_err(|error| {
         ApiError::invalid(
             "template_id",
-            format!("stored template `{}` does not parse ({error}); replace it with PUT /api/templates/{}", row.template_id, row.template_id),
+            format!(
+                "stored template `{}` does not parse ({error}); replace it with PUT /api/templates/{}",
+                row.template_id, row.template_id
+            ),
         )
     })?;
     Ok((template, row.template_id))
@@ -177,7 +187,11 @@ pub async fn start(State(state): State<AppState>, Path(run_id): Path<String>) ->
 
 /// `POST /api/runs/{id}/stop`: requests a stop (workers drain, then the
 /// run ends `CANCELLED`). Returns at once (202).
-pub async fn stop(State(state): State<AppState>, Path(run_id): Path<String>, request: Request) -> Result<Response, ApiError> {
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let body = stop_body(request).await?;
     let run = load(&state, &run_id).await?;
     if run.status.is_terminal() {
@@ -237,7 +251,8 @@ pub async fn get(State(state): State<AppState>, Path(run_id): Path<String>) -> R
 /// paged by `limit` and `offset`.
 pub async fn list(State(state): State<AppState>, query: QueryParams) -> Result<Json<Value>, ApiError> {
     query.only(&["status", "template_id", "name", "limit", "offset"])?;
-    let status = query.parse::<RunStatus>("status", "one of PREPARED, RUNNING, CANCELLING, COMPLETED, FAILED, CANCELLED")?;
+    let status =
+        query.parse::<RunStatus>("status", "one of PREPARED, RUNNING, CANCELLING, COMPLETED, FAILED, CANCELLED")?;
     let page = query.page(RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT)?;
     let filter = RunFilter {
         status,

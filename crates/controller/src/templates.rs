@@ -99,7 +99,8 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 pub async fn import(State(state): State<AppState>, query: QueryParams, request: Request) -> Result<Response, ApiError> {
     let replace = query.only(&["replace"])?.flag("replace")?;
     let bytes = extract::read_body(request, &()).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|error| ApiError::bad_request("body", format!("the request body is not UTF-8: {error}")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|error| ApiError::bad_request("body", format!("the request body is not UTF-8: {error}")))?;
     let template: Template = extract::parse_yaml(text)?;
     check(&template)?;
     let (row, replaced) = insert(&state, &template, replace).await?;
@@ -117,7 +118,9 @@ pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Re
     let mut response = yaml.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}.yaml\"", file_stem(&row.template_name))) {
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}.yaml\"", file_stem(&row.template_name)))
+    {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
@@ -163,7 +166,8 @@ fn check(template: &Template) -> Result<(), ApiError> {
 }
 
 fn to_config(template: &Template) -> Result<Value, ApiError> {
-    serde_json::to_value(template).map_err(|error| ApiError::internal(format!("cannot store the template as JSON: {error}")))
+    serde_json::to_value(template)
+        .map_err(|error| ApiError::internal(format!("cannot store the template as JSON: {error}")))
 }
 
 /// Saves a new template, or replaces the one with the same name when

@@ -63,7 +63,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Quoted ETag of each asset, in `ASSETS` order.
-static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| ASSETS.iter().map(|asset| format!("\"{:016x}\"", fnv1a(asset.body))).collect());
+static ETAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|asset| format!("\"{:016x}\"", fnv1a(asset.body))).collect());
 
 /// Routes `/` and `/ui/{*path}`. Generic over the state so that it merges
 /// into the API router whatever its state type.
@@ -83,7 +84,8 @@ async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
 /// names the current ETag, or a 404.
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(index) = ASSETS.iter().position(|asset| asset.path == path) else {
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT)], format!("no UI file named `{path}`\n")).into_response();
+        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT)], format!("no UI file named `{path}`\n"))
+            .into_response();
     };
     let asset = &ASSETS[index];
     let etag = &ETAGS[index];
@@ -140,7 +142,12 @@ mod tests {
 
     #[test]
     fn assets_have_their_types() {
-        let cases = [("js/main.js", JS), ("app.css", CSS), ("vendor/uplot/uPlot.iife.min.js", JS), ("vendor/uplot/uPlot.min.css", CSS)];
+        let cases = [
+            ("js/main.js", JS),
+            ("app.css", CSS),
+            ("vendor/uplot/uPlot.iife.min.js", JS),
+            ("vendor/uplot/uPlot.min.css", CSS),
+        ];
         for (path, content_type) in cases {
             let response = serve(path, &HeaderMap::new());
             assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -29,7 +29,8 @@ pub async fn live_stream(
     Path(run_id): Path<String>,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| ApiError::new(rejection.status(), Some("Upgrade"), rejection.body_text()))?;
+    let upgrade =
+        upgrade.map_err(|rejection| ApiError::new(rejection.status(), Some("Upgrade"), rejection.body_text()))?;
     if state.store().get_run(&run_id).await?.is_none() {
         return Err(ApiError::not_found("run_id", format!("run `{run_id}` not found")));
     }

@@ -77,9 +77,7 @@ impl LatencyHistogram {
     /// the histogram of both sets of values.
     pub fn merge(&mut self, other: &LatencyHistogram) {
         // Both histograms share the standard bounds, so adding never fails.
-        self.histogram
-            .add(&other.histogram)
-            .expect("histograms with the standard bounds always merge");
+        self.histogram.add(&other.histogram).expect("histograms with the standard bounds always merge");
         self.clamped += other.clamped;
     }
 
@@ -107,8 +105,7 @@ impl LatencyHistogram {
     /// Latency at `percentile` (0 to 100) in milliseconds, or `None` when
     /// the histogram is empty.
     pub fn percentile_ms(&self, percentile: f64) -> Option<f64> {
-        self.non_empty()
-            .map(|h| micros_to_ms(h.value_at_percentile(percentile)))
+        self.non_empty().map(|h| micros_to_ms(h.value_at_percentile(percentile)))
     }
 
     /// Mean latency in milliseconds, or `None` when empty.
@@ -130,9 +127,7 @@ impl LatencyHistogram {
     /// of the encoding; snapshots carry it separately.
     pub fn to_base64(&self) -> String {
         let mut bytes = Vec::new();
-        V2DeflateSerializer::new()
-            .serialize(&self.histogram, &mut bytes)
-            .expect("serialising into memory cannot fail");
+        V2DeflateSerializer::new().serialize(&self.histogram, &mut bytes).expect("serialising into memory cannot fail");
         BASE64.encode(bytes)
     }
 
@@ -146,10 +141,7 @@ impl LatencyHistogram {
             return Err(HistogramDecodeError::Bounds { low: histogram.low(), high: histogram.high() });
         }
         let mut standard = LatencyHistogram::new();
-        standard
-            .histogram
-            .add(&histogram)
-            .map_err(|error| HistogramDecodeError::Decode(format!("{error:?}")))?;
+        standard.histogram.add(&histogram).map_err(|error| HistogramDecodeError::Decode(format!("{error:?}")))?;
         Ok(standard)
     }
 
@@ -195,7 +187,11 @@ mod tests {
         let mut all = LatencyHistogram::new();
         for micros in 1..5000u64 {
             let value = micros * 37 % 90_000 + 1;
-            if micros % 3 == 0 { a.record_micros(value) } else { b.record_micros(value) }
+            if micros % 3 == 0 {
+                a.record_micros(value)
+            } else {
+                b.record_micros(value)
+            }
             all.record_micros(value);
         }
         a.merge(&b);

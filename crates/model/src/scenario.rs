@@ -102,7 +102,8 @@ impl FromStr for QueryLogPolicy {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("invalid query_log `{text}`: expected all, errors, off or sample:<fraction between 0 and 1>");
+        let invalid =
+            || format!("invalid query_log `{text}`: expected all, errors, off or sample:<fraction between 0 and 1>");
         match text {
             "all" => Ok(QueryLogPolicy::All),
             "errors" => Ok(QueryLogPolicy::Errors),
@@ -231,9 +232,9 @@ impl<'de> Deserialize<'de> for AutoOr {
         match Raw::deserialize(deserializer)? {
             Raw::Number(value) => Ok(AutoOr::Fixed(value)),
             Raw::Text(text) if text == "auto" => Ok(AutoOr::Auto),
-            Raw::Text(text) => Err(serde::de::Error::custom(format!(
-                "invalid value `{text}`: expected a whole number or `auto`"
-            ))),
+            Raw::Text(text) => {
+                Err(serde::de::Error::custom(format!("invalid value `{text}`: expected a whole number or `auto`")))
+            }
         }
     }
 }

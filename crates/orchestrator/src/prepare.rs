@@ -102,7 +102,8 @@ pub async fn check_before_run(
     connections_file: Option<&Path>,
 ) -> Result<TargetConfig, OrchestratorError> {
     store.require_schema().await.map_err(OrchestratorError::Store)?;
-    check_template(template).map_err(|problems| OrchestratorError::InvalidTemplate { problems: problems.to_string() })?;
+    check_template(template)
+        .map_err(|problems| OrchestratorError::InvalidTemplate { problems: problems.to_string() })?;
 
     let target_error = |field: &str, reason: String| OrchestratorError::Target {
         template: template.name.clone(),
@@ -128,11 +129,12 @@ pub async fn check_before_run(
 /// syntax error or an unknown column names its operation. Preparing runs
 /// nothing.
 async fn check_statements(template: &Template, config: &TargetConfig) -> Result<(), OrchestratorError> {
-    let quoted = quote_table(template.target.kind, &template.target.table).map_err(|error| OrchestratorError::Target {
-        template: template.name.clone(),
-        field: "target.table".to_owned(),
-        reason: error.to_string(),
-    })?;
+    let quoted =
+        quote_table(template.target.kind, &template.target.table).map_err(|error| OrchestratorError::Target {
+            template: template.name.clone(),
+            field: "target.table".to_owned(),
+            reason: error.to_string(),
+        })?;
     let mut connection = TargetConnection::open(config).await.map_err(|error| OrchestratorError::Target {
         template: template.name.clone(),
         field: "target.connection".to_owned(),
@@ -157,9 +159,12 @@ async fn check_statements(template: &Template, config: &TargetConfig) -> Result<
 /// Returns whether any operation binds `key` or `new_key` parameters,
 /// which need the key column's sampled values and bounds.
 pub fn uses_key_pool(template: &Template) -> bool {
-    template.workload.operations.iter().flat_map(|operation| &operation.params).any(|spec| {
-        matches!(spec.parse::<ParamSpec>(), Ok(ParamSpec::Key | ParamSpec::NewKey))
-    })
+    template
+        .workload
+        .operations
+        .iter()
+        .flat_map(|operation| &operation.params)
+        .any(|spec| matches!(spec.parse::<ParamSpec>(), Ok(ParamSpec::Key | ParamSpec::NewKey)))
 }
 
 /// Samples the key column and stores it as the template's `KEY` pool.

@@ -33,11 +33,13 @@ pub struct WorkerView {
 }
 
 impl WorkerView {
-    pub fn new(heartbeat: HeartbeatRow, latest: Option<SnapshotRow>, now: chrono::DateTime<chrono::Utc>, thresholds: HealthThresholds) -> Self {
-        let age = heartbeat
-            .last_heartbeat
-            .map(|at| (now - at).to_std().unwrap_or_default())
-            .unwrap_or(Duration::MAX);
+    pub fn new(
+        heartbeat: HeartbeatRow,
+        latest: Option<SnapshotRow>,
+        now: chrono::DateTime<chrono::Utc>,
+        thresholds: HealthThresholds,
+    ) -> Self {
+        let age = heartbeat.last_heartbeat.map(|at| (now - at).to_std().unwrap_or_default()).unwrap_or(Duration::MAX);
         // A worker that finished on purpose is not dead, however old its
         // last heartbeat.
         let health = if heartbeat.status == WorkerStatus::Completed {
@@ -173,7 +175,12 @@ pub fn merge_measurement(snapshots: &[SnapshotRow]) -> MergedHistograms {
 /// Fills the parent row's totals and latencies from the child rows and
 /// the merged histograms. `measured_seconds` is the run's measurement
 /// window, used for the parent's QPS.
-pub fn final_rollup(parent: &mut TestResultRow, children: &[TestResultRow], merged: &MergedHistograms, measured_seconds: Option<f64>) {
+pub fn final_rollup(
+    parent: &mut TestResultRow,
+    children: &[TestResultRow],
+    merged: &MergedHistograms,
+    measured_seconds: Option<f64>,
+) {
     parent.total_operations = children.iter().map(|child| child.total_operations).sum();
     parent.read_operations = children.iter().map(|child| child.read_operations).sum();
     parent.write_operations = children.iter().map(|child| child.write_operations).sum();

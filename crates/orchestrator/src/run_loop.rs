@@ -265,8 +265,12 @@ impl RunLoop {
             ticker.tick().await;
             let heartbeats = self.ctx.store.list_heartbeats(&self.ctx.run_id).await.unwrap_or_default();
             let registered: Vec<&str> = heartbeats.iter().map(|beat| beat.worker_id.as_str()).collect();
-            let missing: Vec<String> =
-                self.workers.iter().filter(|worker| !registered.contains(&worker.id.as_str())).map(|worker| worker.id.clone()).collect();
+            let missing: Vec<String> = self
+                .workers
+                .iter()
+                .filter(|worker| !registered.contains(&worker.id.as_str()))
+                .map(|worker| worker.id.clone())
+                .collect();
             let count = (self.workers.len() - missing.len()) as u32;
             if count != self.registered {
                 self.registered = count;
@@ -281,7 +285,11 @@ impl RunLoop {
             for worker in &mut self.workers {
                 if let Some(code) = worker.handle.exit_status() {
                     if missing.contains(&worker.id) {
-                        return Err(format!("worker {} exited before registering ({})", worker.id, describe_exit(code)));
+                        return Err(format!(
+                            "worker {} exited before registering ({})",
+                            worker.id,
+                            describe_exit(code)
+                        ));
                     }
                 }
             }
@@ -313,7 +321,8 @@ impl RunLoop {
             worker_targets: Some(serde_json::to_value(&targets).unwrap_or_default()),
             ..Default::default()
         };
-        let start = ControlEventPayload::Start(StartEvent { scope: EventScope::Run, expected_workers: self.ctx.worker_count });
+        let start =
+            ControlEventPayload::Start(StartEvent { scope: EventScope::Run, expected_workers: self.ctx.worker_count });
         self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&start)], Some(&update)).await?;
         let instant = Instant::now();
         self.started = Some((instant, now));
@@ -400,7 +409,11 @@ impl RunLoop {
             self.advance_phase().await;
         }
         self.write_rollup(&aggregate).await;
-        self.publish(aggregate, views.iter().map(WorkerLive::from_view).collect(), self.stopping.as_ref().map(|s| s.reason.clone()));
+        self.publish(
+            aggregate,
+            views.iter().map(WorkerLive::from_view).collect(),
+            self.stopping.as_ref().map(|s| s.reason.clone()),
+        );
 
         match &self.stopping {
             Some(_) => {
@@ -460,7 +473,11 @@ impl RunLoop {
         for worker in &mut self.workers {
             if let Some(Some(code)) = worker.handle.exit_status() {
                 if code != 0 {
-                    failed = Some(format!("worker_failure: worker {} exited with code {code} ({})", worker.id, exit_meaning(code)));
+                    failed = Some(format!(
+                        "worker_failure: worker {} exited with code {code} ({})",
+                        worker.id,
+                        exit_meaning(code)
+                    ));
                     break;
                 }
             }
@@ -486,7 +503,8 @@ impl RunLoop {
                 phase: RunPhase::Measurement,
                 effective_at: Some(now),
             });
-            match self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&event)], Some(&update)).await {
+            match self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&event)], Some(&update)).await
+            {
                 Ok(_) => {
                     self.phase = RunPhase::Measurement;
                     self.measurement_started = Some((Instant::now(), now));
@@ -528,7 +546,9 @@ impl RunLoop {
             initiated_by,
             drain_timeout_seconds: drain.as_secs().max(1),
         });
-        if let Err(error) = self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&stop)], Some(&update)).await {
+        if let Err(error) =
+            self.ctx.store.append_events(&self.ctx.run_id, &[NewControlEvent::from(&stop)], Some(&update)).await
+        {
             tracing::error!(%error, run_id = %self.ctx.run_id, "could not emit STOP; workers will be signalled");
         }
         self.status = status;
@@ -573,7 +593,11 @@ impl RunLoop {
             if let Some(stopping) = &mut self.stopping {
                 stopping.terminated = true;
             }
-            self.note_escalation(&format!("sent SIGTERM to workers still running after the drain: {}", alive.join(", "))).await;
+            self.note_escalation(&format!(
+                "sent SIGTERM to workers still running after the drain: {}",
+                alive.join(", ")
+            ))
+            .await;
         }
         if stopping.killed_at.is_none() && elapsed >= term_at + KILL_GRACE && !self.all_exited() {
             let alive = self.alive_workers();
@@ -621,7 +645,8 @@ impl RunLoop {
     /// Writes the live rollup into `RUN_STATUS` when it changed, and at
     /// least every 10 s.
     async fn write_rollup(&mut self, aggregate: &LiveAggregate) {
-        let key = (aggregate.total_ops, aggregate.errors, aggregate.qps.to_bits() as i64, aggregate.workers_healthy as i64);
+        let key =
+            (aggregate.total_ops, aggregate.errors, aggregate.qps.to_bits() as i64, aggregate.workers_healthy as i64);
         let changed = self.last_written != Some(key);
         let touch_interval = TOUCH_INTERVAL.min(self.duration(self.timings.orchestrator_silence_seconds) / 3);
         if !changed && self.last_touch.elapsed() < touch_interval {
@@ -713,7 +738,12 @@ impl RunLoop {
     }
 
     /// Computes and writes the parent `TEST_RESULTS` row.
-    async fn write_parent(&self, status: RunStatus, reason: Option<String>, end: Option<DateTime<Utc>>) -> Option<TestResultRow> {
+    async fn write_parent(
+        &self,
+        status: RunStatus,
+        reason: Option<String>,
+        end: Option<DateTime<Utc>>,
+    ) -> Option<TestResultRow> {
         let store = &self.ctx.store;
         let results = store.list_test_results(&self.ctx.run_id).await.ok()?;
         let mut parent = results.iter().find(|row| row.is_parent()).cloned()?;
@@ -786,7 +816,11 @@ impl RunLoop {
         let mut latencies = Vec::new();
         let mut offset = 0;
         loop {
-            let filter = ExecutionFilter { warmup: Some(false), page: Page { limit: ROLLUP_PAGE, offset }, ..Default::default() };
+            let filter = ExecutionFilter {
+                warmup: Some(false),
+                page: Page { limit: ROLLUP_PAGE, offset },
+                ..Default::default()
+            };
             let Ok(page) = self.ctx.store.list_executions(&self.ctx.run_id, &filter).await else { return };
             let full = page.len() == ROLLUP_PAGE as usize;
             offset += page.len() as u64;
@@ -796,7 +830,8 @@ impl RunLoop {
             }
         }
         let Some(exact_p95) = rollup::exact_percentile(&mut latencies, 95.0) else { return };
-        let details = json!({"histogram_p95_ms": histogram_p95, "executions_p95_ms": exact_p95, "executions": latencies.len()});
+        let details =
+            json!({"histogram_p95_ms": histogram_p95, "executions_p95_ms": exact_p95, "executions": latencies.len()});
         if rollup::agrees(histogram_p95, exact_p95) {
             self.log("INFO", "P95 from the histograms agrees with QUERY_EXECUTIONS", Some(details)).await;
         } else {
@@ -807,7 +842,8 @@ impl RunLoop {
     /// Gives every worker process still running a last chance, then kills
     /// it, so that none is left behind.
     async fn reap_workers(&mut self) {
-        let deadline = Instant::now() + self.duration(self.timings.sigterm_after_drain_seconds).min(Duration::from_secs(10));
+        let deadline =
+            Instant::now() + self.duration(self.timings.sigterm_after_drain_seconds).min(Duration::from_secs(10));
         while !self.all_exited() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -847,7 +883,8 @@ fn exit_meaning(code: i32) -> &'static str {
 
 /// Builds the initial `RUN_STATUS` row of a new run.
 pub fn new_run_row(run_id: &str, scenario: &ScenarioConfig, worker_count: u32) -> RunStatusRow {
-    let mut row = RunStatusRow::prepared(run_id, &scenario.template.name, serde_json::to_value(scenario).unwrap_or_default());
+    let mut row =
+        RunStatusRow::prepared(run_id, &scenario.template.name, serde_json::to_value(scenario).unwrap_or_default());
     row.template_id = scenario.template_id.clone();
     row.total_workers_expected = i64::from(worker_count);
     row

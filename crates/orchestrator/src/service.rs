@@ -17,8 +17,8 @@ use unibench_store::{NewControlEvent, RunStatusUpdate, Store, TemplateRow, TestR
 
 use crate::error::OrchestratorError;
 use crate::prepare::{self, Overrides};
-use crate::run_loop::{self, LiveStatus, RunCommand, RunContext, RunOutcome};
 use crate::rollup::LiveAggregate;
+use crate::run_loop::{self, LiveStatus, RunCommand, RunContext, RunOutcome};
 use crate::spawner::WorkerSpawner;
 
 /// Settings of the service: the worker spawner and the timings new runs
@@ -120,7 +120,8 @@ impl OrchestratorService {
     /// written when a check fails.
     pub async fn create(&self, request: RunRequest) -> Result<String, OrchestratorError> {
         let template = request.overrides.apply(&request.template);
-        let config = prepare::check_before_run(&self.store, &template, self.settings.connections_file.as_deref()).await?;
+        let config =
+            prepare::check_before_run(&self.store, &template, self.settings.connections_file.as_deref()).await?;
         // Every run is template-based: an inline template is saved by name
         // once it has passed the checks, and its value pools hang off it.
         let template_id = match request.template_id {
@@ -256,7 +257,9 @@ impl OrchestratorService {
         let task = self.runs.lock().ok()?.get_mut(run_id)?.task.take()?;
         match task.await {
             Ok(outcome) => Some(outcome),
-            Err(error) => Some(RunOutcome { status: RunStatus::Failed, reason: Some(format!("control loop failed: {error}")) }),
+            Err(error) => {
+                Some(RunOutcome { status: RunStatus::Failed, reason: Some(format!("control loop failed: {error}")) })
+            }
         }
     }
 }

@@ -74,7 +74,8 @@ impl WorkerSpawner for LocalSpawner {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create {}: {e}", dir.display())))?;
                 let path = dir.join(format!("{}-{}.log", launch.run_id, launch.worker_id));
-                let file = std::fs::File::create(&path).map_err(|e| error(format!("cannot create {}: {e}", path.display())))?;
+                let file = std::fs::File::create(&path)
+                    .map_err(|e| error(format!("cannot create {}: {e}", path.display())))?;
                 Stdio::from(file)
             }
             None => Stdio::null(),

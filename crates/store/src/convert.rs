@@ -148,10 +148,7 @@ impl TableRow for HeartbeatRow {
     const TABLE: &'static TableSpec = &schema::WORKER_HEARTBEATS;
 
     fn to_values(&self) -> Vec<SqlValue> {
-        let last_error = self
-            .last_error
-            .as_deref()
-            .map(|error| truncate_chars(error, LAST_ERROR_MAX_CHARS).to_owned());
+        let last_error = self.last_error.as_deref().map(|error| truncate_chars(error, LAST_ERROR_MAX_CHARS).to_owned());
         RowBuilder::new(Self::TABLE)
             .set("RUN_ID", self.run_id.as_str())
             .set("WORKER_ID", self.worker_id.as_str())
@@ -257,11 +254,8 @@ impl TableRow for TestResultRow {
         let mut kind_latencies = std::collections::BTreeMap::new();
         for kind in QueryKind::ALL {
             let [p50, p95, p99] = kind_latency_columns(*kind);
-            let latency = KindLatency {
-                p50_ms: row.opt_float(p50)?,
-                p95_ms: row.opt_float(p95)?,
-                p99_ms: row.opt_float(p99)?,
-            };
+            let latency =
+                KindLatency { p50_ms: row.opt_float(p50)?, p95_ms: row.opt_float(p95)?, p99_ms: row.opt_float(p99)? };
             if latency != KindLatency::default() {
                 kind_latencies.insert(*kind, latency);
             }

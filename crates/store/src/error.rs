@@ -31,11 +31,7 @@ pub struct MissingColumn {
 
 impl fmt::Display for MissingColumn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let table = if self.schema.is_empty() {
-            self.table.clone()
-        } else {
-            format!("{}.{}", self.schema, self.table)
-        };
+        let table = if self.schema.is_empty() { self.table.clone() } else { format!("{}.{}", self.schema, self.table) };
         match &self.column {
             Some(column) => write!(f, "column {table}.{column}"),
             None => write!(f, "table {table}"),
@@ -61,7 +57,10 @@ pub enum StoreError {
     #[error("invalid value in {backend} column {table}.{column}: {reason}")]
     InvalidValue { backend: Backend, table: &'static str, column: &'static str, reason: String },
 
-    #[error("the {backend} store schema is incomplete: missing {}; run `unibench schema apply`", join_missing(missing))]
+    #[error(
+        "the {backend} store schema is incomplete: missing {}; run `unibench schema apply`",
+        join_missing(missing)
+    )]
     SchemaIncomplete { backend: Backend, missing: Vec<MissingColumn> },
 
     #[error("run `{run_id}` not found in the store")]

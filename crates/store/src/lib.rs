@@ -21,12 +21,12 @@ use chrono::{DateTime, Utc};
 
 use convert::{values_of, TableRow};
 pub use error::{Backend, MissingColumn, StoreError, StoreResult};
-pub use postgres::{describe_error, describe_location};
-pub use sqlite::enable_wal;
 use postgres::PostgresStore;
+pub use postgres::{describe_error, describe_location};
 pub use rows::*;
 use schema::TableSpec;
 use sql::{Assign, Condition, Order, RowValues, Select, SqlValue, WriteOp};
+pub use sqlite::enable_wal;
 use sqlite::SqliteStore;
 pub use url::StoreUrl;
 
@@ -152,8 +152,7 @@ impl Store {
         if let Some(name) = &filter.name_contains {
             select = select.filter(Condition::contains("TEST_NAME", name));
         }
-        self.select(select.order("CREATED_AT", Order::Desc).order("RUN_ID", Order::Asc).page(filter.page))
-            .await
+        self.select(select.order("CREATED_AT", Order::Desc).order("RUN_ID", Order::Asc).page(filter.page)).await
     }
 
     /// Lists runs with the given status whose `UPDATED_AT` is before
@@ -195,7 +194,12 @@ impl Store {
 
     /// Reads up to `limit` events with a sequence id above `after_sequence`,
     /// in sequence order.
-    pub async fn read_events(&self, run_id: &str, after_sequence: i64, limit: u32) -> StoreResult<Vec<ControlEventRow>> {
+    pub async fn read_events(
+        &self,
+        run_id: &str,
+        after_sequence: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ControlEventRow>> {
         let select = Select::from(&schema::RUN_CONTROL_EVENTS)
             .filter(Condition::eq("RUN_ID", run_id))
             .filter(Condition::gt("SEQUENCE_ID", after_sequence))
@@ -289,7 +293,8 @@ impl Store {
             Store::Sqlite(_) => sql::Dialect::Sqlite,
             Store::Postgres(_) => sql::Dialect::Postgres,
         };
-        let statement = sql::render_latest_per_group(dialect, table, Condition::eq("RUN_ID", run_id), "WORKER_ID", "TIMESTAMP");
+        let statement =
+            sql::render_latest_per_group(dialect, table, Condition::eq("RUN_ID", run_id), "WORKER_ID", "TIMESTAMP");
         let rows = match self {
             Store::Sqlite(store) => store.select_rendered(table, statement).await?,
             Store::Postgres(store) => store.select_rendered(table, &statement).await?,
@@ -305,9 +310,7 @@ impl Store {
 
     /// Inserts or replaces parent and child result rows.
     pub async fn upsert_test_results(&self, results: &[TestResultRow]) -> StoreResult<()> {
-        self.write(vec![WriteOp::Upsert { table: &schema::TEST_RESULTS, rows: values_of(results) }])
-            .await
-            .map(drop)
+        self.write(vec![WriteOp::Upsert { table: &schema::TEST_RESULTS, rows: values_of(results) }]).await.map(drop)
     }
 
     pub async fn get_test_result(&self, test_id: &str) -> StoreResult<Option<TestResultRow>> {
@@ -337,7 +340,9 @@ impl Store {
         let rows = values_of(executions);
         match self {
             Store::Postgres(store) => store.copy_in(&schema::QUERY_EXECUTIONS, &rows).await.map(drop),
-            Store::Sqlite(_) => self.write(vec![WriteOp::Insert { table: &schema::QUERY_EXECUTIONS, rows }]).await.map(drop),
+            Store::Sqlite(_) => {
+                self.write(vec![WriteOp::Insert { table: &schema::QUERY_EXECUTIONS, rows }]).await.map(drop)
+            }
         }
     }
 
@@ -409,7 +414,10 @@ impl Store {
     /// tags. Returns the stored row.
     pub async fn save_template(&self, template: &TemplateRow) -> StoreResult<TemplateRow> {
         let existing: Option<TemplateRow> = self
-            .select_one(Select::from(&schema::TEST_TEMPLATES).filter(Condition::eq("TEMPLATE_NAME", template.template_name.as_str())))
+            .select_one(
+                Select::from(&schema::TEST_TEMPLATES)
+                    .filter(Condition::eq("TEMPLATE_NAME", template.template_name.as_str())),
+            )
             .await?;
         let row = match existing {
             Some(existing) => TemplateRow {
@@ -439,8 +447,7 @@ impl Store {
         if by_id.is_some() {
             return Ok(by_id);
         }
-        self.select_one(Select::from(&schema::TEST_TEMPLATES).filter(Condition::eq("TEMPLATE_NAME", id_or_name)))
-            .await
+        self.select_one(Select::from(&schema::TEST_TEMPLATES).filter(Condition::eq("TEMPLATE_NAME", id_or_name))).await
     }
 
     /// Lists templates by name.

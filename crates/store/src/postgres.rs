@@ -49,20 +49,16 @@ impl PostgresStore {
     pub async fn connect(config: &tokio_postgres::Config) -> StoreResult<Self> {
         let location = describe_location(config);
         let user = config.get_user().unwrap_or_default().to_owned();
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|error| StoreError::Connect {
-                backend: Backend::Postgres,
-                location: location.clone(),
-                reason: error.to_string(),
-            })?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool =
+            Pool::builder(manager).max_size(POOL_SIZE).runtime(deadpool_postgres::Runtime::Tokio1).build().map_err(
+                |error| StoreError::Connect {
+                    backend: Backend::Postgres,
+                    location: location.clone(),
+                    reason: error.to_string(),
+                },
+            )?;
         let store = PostgresStore { pool, location, user };
         store.client().await?.simple_query("SELECT 1").await.map_err(|e| store.statement_error("connect", e))?;
         Ok(store)
@@ -186,10 +182,8 @@ impl PostgresStore {
 
     async fn execute_on<C: GenericClient>(&self, client: &C, statement: &Rendered) -> StoreResult<u64> {
         let params = bind(&statement.params);
-        let prepared = client
-            .prepare_cached(&statement.sql)
-            .await
-            .map_err(|e| self.statement_error(&statement.name, e))?;
+        let prepared =
+            client.prepare_cached(&statement.sql).await.map_err(|e| self.statement_error(&statement.name, e))?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
         client.execute(&prepared, &refs).await.map_err(|e| self.statement_error(&statement.name, e))
     }
@@ -202,7 +196,11 @@ impl PostgresStore {
     }
 
     /// Runs a rendered `SELECT` of every column of `table`.
-    pub async fn select_rendered(&self, table: &'static TableSpec, statement: &Rendered) -> StoreResult<Vec<RowValues>> {
+    pub async fn select_rendered(
+        &self,
+        table: &'static TableSpec,
+        statement: &Rendered,
+    ) -> StoreResult<Vec<RowValues>> {
         let rows = self.query(statement).await?;
         rows.iter().map(|row| self.decode_row(table, row, &statement.name)).collect()
     }
@@ -223,10 +221,8 @@ impl PostgresStore {
     async fn query(&self, statement: &Rendered) -> StoreResult<Vec<Row>> {
         let client = self.client().await?;
         let params = bind(&statement.params);
-        let prepared = client
-            .prepare_cached(&statement.sql)
-            .await
-            .map_err(|e| self.statement_error(&statement.name, e))?;
+        let prepared =
+            client.prepare_cached(&statement.sql).await.map_err(|e| self.statement_error(&statement.name, e))?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
         client.query(&prepared, &refs).await.map_err(|e| self.statement_error(&statement.name, e))
     }
@@ -285,11 +281,8 @@ impl PostgresStore {
         let statement = format!("copy {}", table.name);
         let columns: Vec<&str> = table.columns.iter().map(|column| column.name).collect();
         let types: Vec<Type> = table.columns.iter().map(|column| postgres_type(column.kind)).collect();
-        let sql = format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            Dialect::Postgres.table_name(table),
-            columns.join(", ")
-        );
+        let sql =
+            format!("COPY {} ({}) FROM STDIN (FORMAT binary)", Dialect::Postgres.table_name(table), columns.join(", "));
         let client = self.client().await?;
         let sink = client.copy_in::<_, bytes::Bytes>(&sql).await.map_err(|e| self.statement_error(&statement, e))?;
         let writer = BinaryCopyInWriter::new(sink, &types);

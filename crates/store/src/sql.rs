@@ -179,12 +179,25 @@ pub enum Assign {
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     /// Inserts rows. Each row contains every column of the table, in order.
-    Insert { table: &'static TableSpec, rows: Vec<Vec<SqlValue>> },
+    Insert {
+        table: &'static TableSpec,
+        rows: Vec<Vec<SqlValue>>,
+    },
     /// Inserts rows or, on a primary-key match, overwrites every column but
     /// the key and `CREATED_AT`.
-    Upsert { table: &'static TableSpec, rows: Vec<Vec<SqlValue>> },
-    Update { table: &'static TableSpec, sets: Vec<(&'static str, Assign)>, conditions: Vec<Condition> },
-    Delete { table: &'static TableSpec, conditions: Vec<Condition> },
+    Upsert {
+        table: &'static TableSpec,
+        rows: Vec<Vec<SqlValue>>,
+    },
+    Update {
+        table: &'static TableSpec,
+        sets: Vec<(&'static str, Assign)>,
+        conditions: Vec<Condition>,
+    },
+    Delete {
+        table: &'static TableSpec,
+        conditions: Vec<Condition>,
+    },
 }
 
 /// SQL dialect, which decides placeholders, table names and the current
@@ -299,11 +312,8 @@ fn values_clause(binder: &mut Binder, table: &TableSpec, rows: &[Vec<SqlValue>])
     rows.iter()
         .map(|row| {
             debug_assert_eq!(row.len(), table.columns.len(), "row width of {}", table.name);
-            let values: Vec<String> = row
-                .iter()
-                .zip(table.columns)
-                .map(|(value, column)| binder.bind(value, column.kind))
-                .collect();
+            let values: Vec<String> =
+                row.iter().zip(table.columns).map(|(value, column)| binder.bind(value, column.kind)).collect();
             format!("({})", values.join(", "))
         })
         .collect::<Vec<_>>()
@@ -388,11 +398,8 @@ pub fn render_delete(dialect: Dialect, table: &TableSpec, conditions: &[Conditio
 pub fn render_select(dialect: Dialect, select: &Select) -> Rendered {
     let mut binder = Binder::new(dialect);
     let where_clause = binder.where_clause(select.table, &select.conditions);
-    let mut sql = format!(
-        "SELECT {} FROM {}{where_clause}",
-        column_list(select.table),
-        dialect.table_name(select.table)
-    );
+    let mut sql =
+        format!("SELECT {} FROM {}{where_clause}", column_list(select.table), dialect.table_name(select.table));
     if !select.order_by.is_empty() {
         let terms: Vec<String> = select
             .order_by
@@ -496,12 +503,7 @@ impl RowValues {
     }
 
     fn invalid(&self, column: &'static str, reason: impl Into<String>) -> StoreError {
-        StoreError::InvalidValue {
-            backend: self.backend,
-            table: self.table.name,
-            column,
-            reason: reason.into(),
-        }
+        StoreError::InvalidValue { backend: self.backend, table: self.table.name, column, reason: reason.into() }
     }
 
     fn required<T>(&self, column: &'static str, value: Option<T>) -> StoreResult<T> {
@@ -615,7 +617,9 @@ mod tests {
         let row = vec![SqlValue::Null; WORKER_HEARTBEATS.columns.len()];
         let rendered = render_upsert(Dialect::Postgres, &WORKER_HEARTBEATS, &[row]);
         assert!(rendered.sql.starts_with("INSERT INTO test_results.WORKER_HEARTBEATS (RUN_ID, WORKER_ID,"));
-        assert!(rendered.sql.contains("ON CONFLICT (RUN_ID, WORKER_ID) DO UPDATE SET WORKER_GROUP_ID = excluded.WORKER_GROUP_ID"));
+        assert!(rendered
+            .sql
+            .contains("ON CONFLICT (RUN_ID, WORKER_ID) DO UPDATE SET WORKER_GROUP_ID = excluded.WORKER_GROUP_ID"));
         assert!(!rendered.sql.contains("CREATED_AT = excluded"));
         assert!(!rendered.sql.contains("RUN_ID = excluded"));
     }

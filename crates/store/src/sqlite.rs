@@ -30,9 +30,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn enable_wal(connection: &Connection, patience: Duration) -> rusqlite::Result<()> {
     let deadline = Instant::now() + patience;
     loop {
-        let attempt = connection
-            .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
-            .and_then(|mode| match mode.eq_ignore_ascii_case("wal") {
+        let attempt =
+            connection.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0)).and_then(|mode| match mode
+                .eq_ignore_ascii_case("wal")
+            {
                 true => Ok(()),
                 false => connection.pragma_update(None, "journal_mode", "WAL"),
             });
@@ -193,7 +194,8 @@ impl SqliteStore {
     pub async fn count(&self, table: &'static TableSpec, conditions: Vec<sql::Condition>) -> StoreResult<i64> {
         self.run(move |connection| {
             let statement = sql::render_count(Dialect::Sqlite, table, &conditions);
-            let mut prepared = connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
+            let mut prepared =
+                connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
             prepared
                 .query_row(rusqlite::params_from_iter(bind(&statement.params)), |row| row.get(0))
                 .map_err(|e| statement_error(&statement.name, e))
@@ -261,7 +263,9 @@ fn render_op(op: &WriteOp) -> Vec<Rendered> {
                 })
                 .collect()
         }
-        WriteOp::Update { table, sets, conditions } => vec![sql::render_update(Dialect::Sqlite, table, sets, conditions)],
+        WriteOp::Update { table, sets, conditions } => {
+            vec![sql::render_update(Dialect::Sqlite, table, sets, conditions)]
+        }
         WriteOp::Delete { table, conditions } => vec![sql::render_delete(Dialect::Sqlite, table, conditions)],
     }
 }
@@ -301,7 +305,12 @@ fn statement_error(statement: &str, error: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(failure, _) => Some(format!("{:?}", failure.code)),
         _ => None,
     };
-    StoreError::Statement { backend: Backend::Sqlite, statement: statement.to_owned(), code, message: error.to_string() }
+    StoreError::Statement {
+        backend: Backend::Sqlite,
+        statement: statement.to_owned(),
+        code,
+        message: error.to_string(),
+    }
 }
 
 /// Timestamps are stored as fixed-width UTC text with microseconds, so

@@ -65,9 +65,7 @@ impl FromStr for StoreUrl {
             }
             "postgres" | "postgresql" => parse_postgres(url).map_err(|reason| invalid(&reason)),
             "snowflake" => Err(invalid("the Snowflake store is not available in this build")),
-            other => Err(invalid(&format!(
-                "unknown scheme `{other}`: expected sqlite or postgres"
-            ))),
+            other => Err(invalid(&format!("unknown scheme `{other}`: expected sqlite or postgres"))),
         }
     }
 }
@@ -141,9 +139,8 @@ pub fn redact_url(url: &str) -> String {
     let mut redacted = url.to_owned();
     if let Some(scheme_end) = redacted.find("://") {
         let authority_start = scheme_end + 3;
-        let authority_end = redacted[authority_start..]
-            .find(['/', '?'])
-            .map_or(redacted.len(), |offset| authority_start + offset);
+        let authority_end =
+            redacted[authority_start..].find(['/', '?']).map_or(redacted.len(), |offset| authority_start + offset);
         if let Some(at) = redacted[authority_start..authority_end].rfind('@') {
             let userinfo = &redacted[authority_start..authority_start + at];
             if let Some(colon) = userinfo.find(':') {
@@ -201,9 +198,8 @@ mod tests {
         let url: StoreUrl = "postgres://bench:s3cr3t@127.0.0.1:5432/results".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://bench:***@127.0.0.1:5432/results");
         assert!(!format!("{url:?}").contains("s3cr3t"));
-        let with_parameter: StoreUrl = "postgresql://bench@127.0.0.1/results?password=s3cr3t&sslmode=disable"
-            .parse()
-            .unwrap();
+        let with_parameter: StoreUrl =
+            "postgresql://bench@127.0.0.1/results?password=s3cr3t&sslmode=disable".parse().unwrap();
         assert!(!format!("{with_parameter} {with_parameter:?}").contains("s3cr3t"));
     }
 

@@ -117,7 +117,8 @@ async fn run_update_is_partial_and_guarded(t: TestStore) {
     assert!(!t.store.update_run("run-up", &guarded).await.unwrap(), "guard must reject a RUNNING run");
     assert_eq!(t.store.get_run("run-up").await.unwrap().unwrap().status, RunStatus::Running);
 
-    let clear = RunStatusUpdate { current_qps: Some(None), only_if_status: vec![RunStatus::Running], ..Default::default() };
+    let clear =
+        RunStatusUpdate { current_qps: Some(None), only_if_status: vec![RunStatus::Running], ..Default::default() };
     assert!(t.store.update_run("run-up", &clear).await.unwrap());
     assert_eq!(t.store.get_run("run-up").await.unwrap().unwrap().current_qps, None);
     assert!(!t.store.update_run("missing", &RunStatusUpdate::default()).await.unwrap());
@@ -135,7 +136,8 @@ async fn runs_list_newest_first_with_filters(t: TestStore) {
     let ids: Vec<_> = all.iter().map(|run| run.run_id.as_str()).collect();
     assert_eq!(ids, ["list-c", "list-b", "list-a"]);
 
-    let completed = t.store.list_runs(&RunFilter { status: Some(RunStatus::Completed), ..Default::default() }).await.unwrap();
+    let completed =
+        t.store.list_runs(&RunFilter { status: Some(RunStatus::Completed), ..Default::default() }).await.unwrap();
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].run_id, "list-b");
 
@@ -143,7 +145,8 @@ async fn runs_list_newest_first_with_filters(t: TestStore) {
     let named = t.store.list_runs(&by_name).await.unwrap();
     assert_eq!(named.len(), 1, "name filter is a case-insensitive substring");
 
-    let paged = t.store.list_runs(&RunFilter { page: Page { limit: 1, offset: 1 }, ..Default::default() }).await.unwrap();
+    let paged =
+        t.store.list_runs(&RunFilter { page: Page { limit: 1, offset: 1 }, ..Default::default() }).await.unwrap();
     assert_eq!(paged.len(), 1);
     assert_eq!(paged[0].run_id, "list-b");
 
@@ -172,7 +175,8 @@ async fn events_come_back_in_order_and_page(t: TestStore) {
     create_run(&t.store, "run-ev").await;
     let mut appended = Vec::new();
     for batch in 0..5u32 {
-        let events: Vec<NewControlEvent> = (0..50).map(|i| NewControlEvent::from(&target_event(batch * 50 + i))).collect();
+        let events: Vec<NewControlEvent> =
+            (0..50).map(|i| NewControlEvent::from(&target_event(batch * 50 + i))).collect();
         appended.extend(t.store.append_events("run-ev", &events, None).await.unwrap());
     }
     let sequence: Vec<i64> = appended.iter().map(|event| event.sequence_id).collect();
@@ -459,7 +463,11 @@ async fn snapshots_round_trip(t: TestStore) {
         assert_eq!(&read, expected);
     }
 
-    let measurement = SnapshotFilter { phase: Some(RunPhase::Measurement), worker_id: Some("worker-1".to_owned()), ..Default::default() };
+    let measurement = SnapshotFilter {
+        phase: Some(RunPhase::Measurement),
+        worker_id: Some("worker-1".to_owned()),
+        ..Default::default()
+    };
     assert_eq!(t.store.list_snapshots("run-snap", &measurement).await.unwrap().len(), 2);
 
     let latest = t.store.latest_snapshots("run-snap").await.unwrap();

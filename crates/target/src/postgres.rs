@@ -169,14 +169,7 @@ impl PostgresSession {
                 .map_err(|e| query_error("SET statement_timeout", &client, &e))?;
         }
         tracing::debug!(location, backend_pid, "opened PostgreSQL target session");
-        Ok(PostgresSession {
-            client,
-            driver,
-            wire,
-            statements: Vec::new(),
-            generation: 0,
-            backend_pid,
-        })
+        Ok(PostgresSession { client, driver, wire, statements: Vec::new(), generation: 0, backend_pid })
     }
 
     pub(crate) fn backend_pid(&self) -> i32 {

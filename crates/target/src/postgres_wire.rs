@@ -390,7 +390,10 @@ mod tests {
 
     #[test]
     fn one_host_uses_the_wire() {
-        assert_eq!(address("postgres://u@db.example:6543/d"), Some(Address::Tcp { host: "db.example".into(), port: 6543 }));
+        assert_eq!(
+            address("postgres://u@db.example:6543/d"),
+            Some(Address::Tcp { host: "db.example".into(), port: 6543 })
+        );
         assert_eq!(address("host=/run/pg user=u"), Some(Address::Unix("/run/pg/.s.PGSQL.5432".into())));
         assert_eq!(
             address("host=db.example hostaddr=127.0.0.1 port=7000 user=u"),

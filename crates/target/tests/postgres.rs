@@ -444,8 +444,9 @@ async fn sample_casts_views_partitions_empty() {
 
 /// The server's Unix socket directory, set by `scripts/test.sh`.
 fn socket_dir() -> String {
-    std::env::var("UNIBENCH_TEST_PG_SOCKET_DIR")
-        .expect("UNIBENCH_TEST_PG_SOCKET_DIR is not set: run the tests through scripts/test.sh, which starts PostgreSQL")
+    std::env::var("UNIBENCH_TEST_PG_SOCKET_DIR").expect(
+        "UNIBENCH_TEST_PG_SOCKET_DIR is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
+    )
 }
 
 /// The test database's settings with its host listed twice, which makes

@@ -184,9 +184,12 @@ impl LoadGenerator {
         }
         let current = self.shared.desired_connections();
         self.target = connections;
-        self.ramp = ramp
-            .filter(|ramp| !ramp.is_zero() && current != connections)
-            .map(|duration| Ramp { from: current, to: connections, started: Instant::now(), duration });
+        self.ramp = ramp.filter(|ramp| !ramp.is_zero() && current != connections).map(|duration| Ramp {
+            from: current,
+            to: connections,
+            started: Instant::now(),
+            duration,
+        });
         self.maintain();
     }
 

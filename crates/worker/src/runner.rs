@@ -29,7 +29,9 @@ use unibench_model::event::StopEvent;
 use unibench_model::scenario::{QueryKind, ScenarioConfig, Timings};
 use unibench_model::target::{split_evenly, WorkerTarget, WorkerTargets};
 use unibench_model::{ControlEventPayload, RunPhase, RunStatus, WorkerStatus, UNIBENCH_VERSION};
-use unibench_store::{HeartbeatRow, KindLatency, RunStatusRow, SnapshotRow, Store, StoreError, StoreResult, StoreUrl, TestResultRow};
+use unibench_store::{
+    HeartbeatRow, KindLatency, RunStatusRow, SnapshotRow, Store, StoreError, StoreResult, StoreUrl, TestResultRow,
+};
 
 use crate::exit::{ExitStatus, WorkerError};
 use crate::load::{load_thread_count, LoadGenerator, LoadShared};
@@ -287,9 +289,15 @@ impl Worker {
 
     fn log(&self, level: Level, message: &str, details: Option<serde_json::Value>) {
         match level {
-            Level::Info => tracing::info!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}"),
-            Level::Warn => tracing::warn!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}"),
-            Level::Error => tracing::error!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}"),
+            Level::Info => {
+                tracing::info!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(run_id = %self.identity.run_id, worker_id = %self.identity.worker_id, "{message}")
+            }
         }
         self.sink.log(level, message, details);
     }
@@ -310,12 +318,13 @@ impl Worker {
             Some(template_id) => self.store.list_value_pools(template_id).await.map_err(WorkerError::StoreConfig)?,
             None => Vec::new(),
         };
-        let workload = CompiledWorkload::compile(template, &pools, self.args.worker_group_id, self.args.worker_group_count)
-            .map_err(|error| WorkerError::InvalidScenario {
-                run_id: run.run_id.clone(),
-                field: "template".to_owned(),
-                reason: error.to_string(),
-            })?;
+        let workload =
+            CompiledWorkload::compile(template, &pools, self.args.worker_group_id, self.args.worker_group_count)
+                .map_err(|error| WorkerError::InvalidScenario {
+                    run_id: run.run_id.clone(),
+                    field: "template".to_owned(),
+                    reason: error.to_string(),
+                })?;
         let quoted = unibench_target::quote_table(template.target.kind, &template.target.table)
             .map_err(|error| target_error(error.to_string()))?;
         let statements = workload
@@ -339,7 +348,8 @@ impl Worker {
     /// polls: it is found in the backlog, read from sequence 0.
     async fn wait_for_start(&mut self) -> Result<StartGate, WorkerError> {
         let deadline = Instant::now() + self.duration(self.timings.start_wait_seconds);
-        let mut poll = tokio::time::interval(self.duration(self.timings.event_poll_seconds.min(self.timings.heartbeat_seconds)));
+        let mut poll =
+            tokio::time::interval(self.duration(self.timings.event_poll_seconds.min(self.timings.heartbeat_seconds)));
         loop {
             poll.tick().await;
             self.write_heartbeat(WorkerStatus::Waiting, 0, 0).await;
@@ -421,7 +431,9 @@ impl Worker {
             self.last_sequence = event.sequence_id;
             match ControlEventPayload::from_json(event.event_type, &event.event_data) {
                 Ok(payload) => self.apply_event(payload),
-                Err(error) => self.log(Level::Warn, &format!("ignored control event {}: {error}", event.sequence_id), None),
+                Err(error) => {
+                    self.log(Level::Warn, &format!("ignored control event {}: {error}", event.sequence_id), None)
+                }
             }
         }
         full_page
@@ -441,7 +453,8 @@ impl Worker {
             }
             ControlEventPayload::SetPhase(event) => self.phase = event.phase,
             ControlEventPayload::SetWorkerTarget(event) => {
-                let target = WorkerTarget { target_connections: event.target_connections, target_qps: event.target_qps };
+                let target =
+                    WorkerTarget { target_connections: event.target_connections, target_qps: event.target_qps };
                 let ramp = event.ramp_seconds.map(Timings::duration);
                 self.target_updates.push((target, ramp));
             }
@@ -501,7 +514,10 @@ impl Worker {
             .get(self.args.worker_group_id as usize)
             .copied()
             .unwrap_or(0);
-        WorkerTarget { target_connections: connections, target_qps: workload.target_qps.map(|qps| qps / f64::from(count)) }
+        WorkerTarget {
+            target_connections: connections,
+            target_qps: workload.target_qps.map(|qps| qps / f64::from(count)),
+        }
     }
 
     // RUNNING
@@ -763,7 +779,11 @@ impl Worker {
             }
         };
         if abandoned > 0 {
-            self.log(Level::Warn, &format!("{abandoned} queries still running after the drain timeout were abandoned"), None);
+            self.log(
+                Level::Warn,
+                &format!("{abandoned} queries still running after the drain timeout were abandoned"),
+                None,
+            );
         }
 
         self.tick(&shared, WorkerStatus::Draining).await;

@@ -90,9 +90,8 @@ fn memory_limit_bytes() -> Option<f64> {
         let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kilobytes * 1024.0)
     });
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|text| text.trim().parse::<f64>().ok());
+    let cgroup =
+        std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|text| text.trim().parse::<f64>().ok());
     match (cgroup, host) {
         (Some(limit), Some(host)) => Some(limit.min(host)),
         (limit, host) => limit.or(host),

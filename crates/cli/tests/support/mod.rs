@@ -66,7 +66,12 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
 
 /// Waits asynchronously for a child to exit and returns its exit code. Past
 /// `timeout` it kills the child and fails the test, showing `output()`.
-pub async fn wait_for_exit(child: &mut Child, timeout: Duration, what: &str, output: impl Fn() -> String) -> Option<i32> {
+pub async fn wait_for_exit(
+    child: &mut Child,
+    timeout: Duration,
+    what: &str,
+    output: impl Fn() -> String,
+) -> Option<i32> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("poll the child") {
@@ -94,7 +99,8 @@ pub async fn pg_execute(database: Option<&str>, sql: &str) {
         Some(name) => database_url(name),
         None => pg_admin_url(),
     };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    let (client, connection) =
+        tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
     let task = tokio::spawn(connection);
     client.batch_execute(sql).await.expect("run SQL on the test server");
     drop(client);

@@ -65,8 +65,11 @@ impl Harness {
 
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let connections_file = dir.path().join("connections.toml");
-        std::fs::write(&connections_file, format!("[connections.bench]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"))
-            .expect("write connections.toml");
+        std::fs::write(
+            &connections_file,
+            format!("[connections.bench]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"),
+        )
+        .expect("write connections.toml");
         let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
         Harness { store, store_url, target_database, target_url, run_id, dir, connections_file }
     }
@@ -118,7 +121,8 @@ impl Harness {
     /// Emits START and marks the run RUNNING in `phase`.
     pub async fn start(&self, phase: RunPhase) {
         let mirror = RunStatusUpdate { status: Some(RunStatus::Running), phase: Some(phase), ..Default::default() };
-        self.emit(ControlEventPayload::Start(StartEvent { scope: EventScope::Run, expected_workers: 1 }), Some(mirror)).await;
+        self.emit(ControlEventPayload::Start(StartEvent { scope: EventScope::Run, expected_workers: 1 }), Some(mirror))
+            .await;
     }
 
     pub async fn set_phase(&self, phase: RunPhase) {

@@ -36,9 +36,8 @@ pub fn admin_url() -> String {
 /// Creates an empty database and returns its URL.
 pub async fn create_database() -> String {
     let admin = admin_url();
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test PostgreSQL server");
+    let (client, connection) =
+        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to the test PostgreSQL server");
     tokio::spawn(connection);
     let name = format!("unibench_test_{}", uuid::Uuid::new_v4().simple());
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
