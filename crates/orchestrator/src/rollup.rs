@@ -216,15 +216,16 @@ pub fn final_rollup(
         .collect();
 }
 
-/// Computes a percentile of execution latencies exactly (nearest rank),
-/// to cross-check merged histograms against `QUERY_EXECUTIONS`.
-pub fn exact_percentile(latencies_ms: &mut [f64], percentile: f64) -> Option<f64> {
-    if latencies_ms.is_empty() {
+/// Returns the nearest rank (from 1) of `percentile` among `count`
+/// values, or `None` when there are none. The exact percentile is the
+/// value at that rank in ascending order; it cross-checks the merged
+/// histograms against `QUERY_EXECUTIONS`.
+pub fn nearest_rank(count: u64, percentile: f64) -> Option<u64> {
+    if count == 0 {
         return None;
     }
-    latencies_ms.sort_by(f64::total_cmp);
-    let rank = ((percentile / 100.0) * latencies_ms.len() as f64).ceil() as usize;
-    Some(latencies_ms[rank.clamp(1, latencies_ms.len()) - 1])
+    let rank = ((percentile / 100.0) * count as f64).ceil() as u64;
+    Some(rank.clamp(1, count))
 }
 
 /// Returns whether two latencies agree within histogram precision (three
@@ -306,11 +307,12 @@ mod tests {
     }
 
     #[test]
-    fn exact_percentile_uses_nearest_rank() {
-        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(exact_percentile(&mut values, 95.0), Some(95.0));
-        assert_eq!(exact_percentile(&mut values, 100.0), Some(100.0));
-        assert_eq!(exact_percentile(&mut [], 50.0), None);
+    fn percentiles_use_the_nearest_rank() {
+        assert_eq!(nearest_rank(100, 95.0), Some(95));
+        assert_eq!(nearest_rank(100, 100.0), Some(100));
+        assert_eq!(nearest_rank(7, 95.0), Some(7));
+        assert_eq!(nearest_rank(3, 0.0), Some(1));
+        assert_eq!(nearest_rank(0, 50.0), None);
         assert!(agrees(95.05, 95.0));
         assert!(!agrees(96.0, 95.0));
     }

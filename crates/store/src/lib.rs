@@ -359,6 +359,25 @@ impl Store {
         self.count(&schema::QUERY_EXECUTIONS, execution_select(run_id, filter).conditions).await
     }
 
+    /// Returns `APP_ELAPSED_MS` of the execution at `rank` (from 1) in
+    /// ascending latency order, or `None` past the last. The store sorts,
+    /// so an exact percentile never reads every row back. `filter.page` is
+    /// not used.
+    pub async fn execution_latency_at_rank(
+        &self,
+        run_id: &str,
+        filter: &ExecutionFilter,
+        rank: u64,
+    ) -> StoreResult<Option<f64>> {
+        let Some(offset) = rank.checked_sub(1) else { return Ok(None) };
+        let select = execution_select(run_id, filter)
+            .order("APP_ELAPSED_MS", Order::Asc)
+            .order("EXECUTION_ID", Order::Asc)
+            .page(Page { limit: 1, offset });
+        let rows: Vec<ExecutionRow> = self.select(select).await?;
+        Ok(rows.first().map(|row| row.app_elapsed_ms))
+    }
+
     // Logs.
 
     pub async fn insert_logs(&self, logs: &[LogRow]) -> StoreResult<()> {

@@ -49,6 +49,11 @@ pub fn enable_wal(connection: &Connection, patience: Duration) -> rusqlite::Resu
     }
 }
 
+/// Page cache of each connection, in KiB. SQLite's default of 2 MiB makes
+/// batches of execution rows read index pages back from the file once a
+/// run has logged a few hundred thousand rows.
+const CACHE_KIB: u32 = 64 * 1024;
+
 /// Idle connections kept for reuse.
 const POOL_SIZE: usize = 4;
 
@@ -85,7 +90,7 @@ impl SqliteStore {
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| self.connect_error(error.to_string()))?;
         enable_wal(&connection, BUSY_TIMEOUT).map_err(|error| self.connect_error(error.to_string()))?;
         connection
-            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .execute_batch(&format!("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{CACHE_KIB};"))
             .map_err(|error| self.connect_error(error.to_string()))?;
         Ok(connection)
     }

@@ -3,6 +3,7 @@
 //! into the store, and puts rows back when the store is unreachable, so
 //! that a clean stop flushes everything that ran.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -66,7 +67,8 @@ pub struct Identity {
 pub struct Sink {
     pub identity: Identity,
     policy: QueryLogPolicy,
-    executions: Mutex<Vec<ExecutionRow>>,
+    /// Oldest first. A deque, because batches are taken from the front.
+    executions: Mutex<VecDeque<ExecutionRow>>,
     logs: Mutex<Vec<LogRow>>,
     dropped_executions: AtomicU64,
     /// Woken when a warning or error is logged, which is written at once.
@@ -108,7 +110,7 @@ impl Sink {
             self.dropped_executions.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        executions.push(row);
+        executions.push_back(row);
     }
 
     /// Takes up to `max` buffered executions, oldest first.
@@ -120,10 +122,11 @@ impl Sink {
 
     /// Puts executions that could not be written back in front of the
     /// buffer.
-    pub fn return_executions(&self, mut rows: Vec<ExecutionRow>) {
+    pub fn return_executions(&self, rows: Vec<ExecutionRow>) {
         let mut executions = lock(&self.executions);
-        rows.append(&mut executions);
-        *executions = rows;
+        for row in rows.into_iter().rev() {
+            executions.push_front(row);
+        }
     }
 
     pub fn buffered_executions(&self) -> usize {
