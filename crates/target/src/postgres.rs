@@ -199,6 +199,7 @@ impl PostgresSession {
         }
         self.statements.clear();
         self.generation += 1;
+        let mut prepared = Vec::with_capacity(statements.len());
         for (index, sql) in statements.iter().enumerate() {
             // tokio-postgres prepares first: it resolves the parameter types,
             // including types defined in the database.
@@ -207,24 +208,34 @@ impl PostgresSession {
                 .run(self.client.prepare(sql))
                 .await
                 .map_err(|error| prepare_error(index, describe(&self.client, &error)))?;
-            let Some(wire) = &mut self.wire else {
-                self.statements.push(Prepared::Client(statement));
-                continue;
-            };
-            let name = format!("unibench_{}_{index}", self.generation);
-            let types = statement.params().to_vec();
-            wire.prepare(&name, sql, &types).await.map_err(|error| prepare_error(index, wire_failure(error)))?;
-            self.statements.push(Prepared::Wire { name, types });
+            prepared.push(statement);
         }
-        if self.wire.is_some() && !statements.is_empty() {
-            // Dropping tokio-postgres's statements queued a Close for each;
-            // an empty request sends them, so the server keeps one prepared
-            // statement per SQL text.
-            self.driver
-                .run(self.client.batch_execute(""))
-                .await
-                .map_err(|error| prepare_error(0, describe(&self.client, &error)))?;
+        let Some(wire) = &mut self.wire else {
+            self.statements = prepared.into_iter().map(Prepared::Client).collect();
+            return Ok(());
+        };
+        if statements.is_empty() {
+            return Ok(());
         }
+        let named: Vec<(String, &str, Vec<Type>)> = prepared
+            .iter()
+            .zip(statements)
+            .enumerate()
+            .map(|(index, (statement, sql))| {
+                (format!("unibench_{}_{index}", self.generation), sql.as_str(), statement.params().to_vec())
+            })
+            .collect();
+        // Dropping tokio-postgres's statements queues a Close for each. An
+        // empty query sends them and returns only after the server's
+        // ReadyForQuery for all that came before, which tokio-postgres's
+        // prepare does not wait for; the socket is then quiet for the wire.
+        drop(prepared);
+        self.driver
+            .run(self.client.batch_execute(""))
+            .await
+            .map_err(|error| prepare_error(0, describe(&self.client, &error)))?;
+        wire.prepare_all(&named).await.map_err(|error| prepare_error(0, wire_failure(error)))?;
+        self.statements = named.into_iter().map(|(name, _, types)| Prepared::Wire { name, types }).collect();
         Ok(())
     }
 
@@ -320,8 +331,8 @@ fn execute_error(client: &Client, index: usize, error: &tokio_postgres::Error) -
 /// Returns the SQLSTATE, the message and whether the session is gone.
 fn wire_failure(error: WireError) -> (Option<String>, String, bool) {
     match error {
-        WireError::Server { code, message } => {
-            let lost = ends_session(&code);
+        WireError::Server { code, message, session_ended } => {
+            let lost = session_ended || ends_session(&code);
             (Some(code), message, lost)
         }
         WireError::Encode(message) => (None, message, false),

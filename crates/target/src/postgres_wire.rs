@@ -12,8 +12,8 @@
 //!
 //! The wire needs a socket unibench opened itself, so it is used when the
 //! connection names one host (TCP or Unix socket) and accepts any server;
-//! other settings (several hosts, `target_session_attrs`) use
-//! tokio-postgres for every query.
+//! other settings (several hosts, `target_session_attrs`,
+//! `load_balance_hosts`) use tokio-postgres for every query.
 
 use std::io;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ use postgres_protocol::message::frontend;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
@@ -66,7 +66,9 @@ impl Address {
     /// choose: several hosts or ports, or a `target_session_attrs` that
     /// needs a check after login.
     pub(crate) fn of(config: &tokio_postgres::Config) -> Option<Address> {
-        if config.get_target_session_attrs() != TargetSessionAttrs::Any {
+        if config.get_target_session_attrs() != TargetSessionAttrs::Any
+            || config.get_load_balance_hosts() != LoadBalanceHosts::Disable
+        {
             return None;
         }
         let port = match config.get_ports() {
@@ -173,8 +175,10 @@ impl AsyncWrite for SharedStream {
 /// Why an execution on the wire failed.
 #[derive(Debug)]
 pub(crate) enum WireError {
-    /// The server returned an error; the session may still be usable.
-    Server { code: String, message: String },
+    /// The server returned an error. With `session_ended` (a FATAL or
+    /// PANIC error, or the server closed the socket after it) the session
+    /// is gone; otherwise it is still usable.
+    Server { code: String, message: String, session_ended: bool },
     /// A parameter could not be encoded; nothing was sent.
     Encode(String),
     /// The socket failed, closed, or carried something unexpected: the
@@ -206,11 +210,13 @@ impl Wire {
         self.input.is_empty() && !self.lost
     }
 
-    /// Prepares `sql` as statement `name` with parameter types `types`.
-    pub(crate) async fn prepare(&mut self, name: &str, sql: &str, types: &[Type]) -> Result<(), WireError> {
+    /// Prepares each `(name, sql, types)` under one Sync.
+    pub(crate) async fn prepare_all(&mut self, statements: &[(String, &str, Vec<Type>)]) -> Result<(), WireError> {
         self.out.clear();
-        frontend::parse(name, sql, types.iter().map(Type::oid), &mut self.out)
-            .map_err(|error| WireError::Encode(error.to_string()))?;
+        for (name, sql, types) in statements {
+            frontend::parse(name, sql, types.iter().map(Type::oid), &mut self.out)
+                .map_err(|error| WireError::Encode(error.to_string()))?;
+        }
         frontend::sync(&mut self.out);
         self.exchange().await.map(drop)
     }
@@ -239,13 +245,17 @@ impl Wire {
 
     /// Sends the request in `out` and reads the response.
     async fn exchange(&mut self) -> Result<u64, WireError> {
+        if self.lost {
+            return Err(WireError::Lost("the session was lost earlier".to_owned()));
+        }
+        // Stays set if the caller drops this future before the response is
+        // read: the unread response would answer the next request.
+        self.lost = true;
         let result = match self.write_request().await {
             Ok(()) => self.read_response().await,
             Err(error) => Err(error),
         };
-        if matches!(result, Err(WireError::Lost(_))) {
-            self.lost = true;
-        }
+        self.lost = matches!(result, Err(WireError::Lost(_) | WireError::Server { session_ended: true, .. }));
         result
     }
 
@@ -316,7 +326,9 @@ impl Wire {
                 // A server that ends the session (an administrator's
                 // terminate, a shutdown) sends a FATAL error first.
                 return Err(match failure {
-                    Some(WireError::Server { code, message }) => WireError::Server { code, message },
+                    Some(WireError::Server { code, message, .. }) => {
+                        WireError::Server { code, message, session_ended: true }
+                    }
                     _ => WireError::Lost("the server closed the connection".to_owned()),
                 });
             }
@@ -367,15 +379,19 @@ fn rows_of_tag(tag: &str) -> Option<u64> {
 fn server_error(body: &ErrorResponseBody) -> WireError {
     let mut code = String::new();
     let mut message = String::new();
+    let mut session_ended = false;
     let mut fields: ErrorFields<'_> = body.fields();
     while let Ok(Some(field)) = fields.next() {
         match field.type_() {
             b'C' => code = String::from_utf8_lossy(field.value_bytes()).into_owned(),
             b'M' => message = String::from_utf8_lossy(field.value_bytes()).into_owned(),
+            // The severity, never translated: the server ends the session
+            // after a FATAL or PANIC error.
+            b'V' => session_ended = matches!(field.value_bytes(), b"FATAL" | b"PANIC"),
             _ => {}
         }
     }
-    WireError::Server { code, message }
+    WireError::Server { code, message, session_ended }
 }
 
 #[cfg(test)]
@@ -404,6 +420,7 @@ mod tests {
     #[test]
     fn several_hosts_or_session_checks_use_tokio_postgres() {
         assert_eq!(address("host=a,b user=u"), None);
+        assert_eq!(address("host=a user=u load_balance_hosts=random"), None);
         assert_eq!(address("host=a port=1,2 user=u"), None);
         assert_eq!(address("host=a user=u target_session_attrs=read-write"), None);
     }

@@ -544,3 +544,21 @@ async fn unix_socket_connection_runs_statements() {
     assert_eq!(connection.execute(1, &[]).await.unwrap().rows_affected, 1);
     connection.close().await;
 }
+
+#[tokio::test]
+async fn session_ended_by_the_server_while_idle_is_lost() {
+    let database = TestDatabase::create().await;
+    // The server ends a session idle for longer than `idle_session_timeout`
+    // with a FATAL error whose SQLSTATE (57P05) is not a connection class.
+    let mut config: tokio_postgres::Config = database.url.parse().expect("parse the test database URL");
+    config.options("-c idle_session_timeout=200");
+    let mut connection =
+        TargetConnection::open(&TargetConfig::postgres(config)).await.expect("open a connection with a timeout");
+    connection.prepare(&["SELECT 1".to_owned()]).await.expect("prepare");
+    assert_eq!(connection.execute(0, &[]).await.unwrap().rows_affected, 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let error = connection.execute(0, &[]).await.unwrap_err();
+    assert!(error.is_connection_lost(), "{error:?}");
+    assert!(connection.is_closed());
+}

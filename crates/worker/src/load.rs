@@ -141,12 +141,21 @@ impl LoadThreads {
         let mut runtimes = Vec::with_capacity(count);
         let mut stops = Vec::with_capacity(count);
         for index in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtimes.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
+            let (started, handle) = std::sync::mpsc::channel();
+            // The runtime is built and dropped on its own thread: a runtime
+            // must not be dropped inside another runtime's task.
             std::thread::Builder::new().name(format!("load-{index}")).spawn(move || {
-                runtime.block_on(async move { _ = stopped.await });
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => {
+                        _ = started.send(Ok(runtime.handle().clone()));
+                        runtime.block_on(async move { _ = stopped.await });
+                    }
+                    Err(error) => _ = started.send(Err(error)),
+                }
             })?;
+            let handle = handle.recv().map_err(|_| std::io::Error::other("a load thread ended while starting"))??;
+            runtimes.push(handle);
             stops.push(stop);
         }
         Ok(LoadThreads { runtimes, _stops: stops })
@@ -257,7 +266,9 @@ async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
         shared.open.fetch_add(1, Ordering::Relaxed);
         let lost = run_queries(&shared, slot, &mut connection, &mut rng).await;
         shared.open.fetch_sub(1, Ordering::Relaxed);
-        drop(connection);
+        // Closing tells the server the session ends, rather than leaving it
+        // to notice a closed socket.
+        connection.close().await;
         if lost {
             tokio::time::sleep(RECONNECT_DELAY).await;
         }
