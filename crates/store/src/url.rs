@@ -133,23 +133,25 @@ pub fn default_sqlite_path() -> StoreResult<PathBuf> {
     Ok(unibench_home()?.join(DEFAULT_SQLITE_FILE))
 }
 
-/// Replaces the password in a URL (`user:password@` or a `password=`
-/// parameter) with `***`.
+/// Replaces the password in a store URL with `***`: the password of
+/// `user:password@`, a `password=` query parameter, and a `password=`
+/// keyword of the `key=value` form. The user information is taken to end
+/// at the last `@`, because tokio-postgres accepts a password with an
+/// unencoded `/`, `?` or `@`. A URL with an `@` in its query may so lose
+/// more than its password, never less.
 pub fn redact_url(url: &str) -> String {
     let mut redacted = url.to_owned();
-    if let Some(scheme_end) = redacted.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end =
-            redacted[authority_start..].find(['/', '?']).map_or(redacted.len(), |offset| authority_start + offset);
-        if let Some(at) = redacted[authority_start..authority_end].rfind('@') {
-            let userinfo = &redacted[authority_start..authority_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let password_start = authority_start + colon + 1;
-                redacted.replace_range(password_start..authority_start + at, "***");
-            }
+    let userinfo_start = match redacted.find("://") {
+        Some(scheme_end) => scheme_end + 3,
+        None => redacted.find(':').map_or(0, |colon| colon + 1),
+    };
+    if let Some(at) = redacted[userinfo_start..].rfind('@') {
+        let userinfo = &redacted[userinfo_start..userinfo_start + at];
+        if let Some(colon) = userinfo.find(':') {
+            redacted.replace_range(userinfo_start + colon + 1..userinfo_start + at, "***");
         }
     }
-    redact_password_parameter(&redacted)
+    redact_password_keywords(&redact_password_parameter(&redacted))
 }
 
 fn redact_password_parameter(url: &str) -> String {
@@ -165,6 +167,56 @@ fn redact_password_parameter(url: &str) -> String {
         })
         .collect();
     format!("{base}{}", parameters.join("&"))
+}
+
+/// Redacts `password = value` in the `key=value` connection string form,
+/// where a value is a word or a single-quoted string.
+fn redact_password_keywords(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut search_from = 0;
+    while let Some(found) = lower[search_from..].find("password") {
+        let key_start = search_from + found;
+        let mut cursor = key_start + "password".len();
+        search_from = cursor;
+        let at_word_start = key_start == 0 || !lower.as_bytes()[key_start - 1].is_ascii_alphanumeric();
+        let rest = &text[cursor..];
+        let after_spaces = rest.trim_start();
+        if !at_word_start || !after_spaces.starts_with('=') {
+            continue;
+        }
+        cursor += rest.len() - after_spaces.len() + 1;
+        cursor += text[cursor..].len() - text[cursor..].trim_start().len();
+        let value_end = value_end(text, cursor);
+        if value_end == cursor || text[cursor..].starts_with("***") {
+            continue;
+        }
+        redacted.push_str(&text[copied..cursor]);
+        redacted.push_str("***");
+        copied = value_end;
+        search_from = value_end;
+    }
+    redacted.push_str(&text[copied..]);
+    redacted
+}
+
+/// Returns where a `key=value` value that starts at `start` ends: after its
+/// closing quote, or at the next whitespace or `&`.
+fn value_end(text: &str, start: usize) -> usize {
+    let value = &text[start..];
+    if let Some(quoted) = value.strip_prefix('\'') {
+        let mut escaped = false;
+        for (offset, character) in quoted.char_indices() {
+            match character {
+                '\\' if !escaped => escaped = true,
+                '\'' if !escaped => return start + 1 + offset + 1,
+                _ => escaped = false,
+            }
+        }
+        return text.len();
+    }
+    value.find(|character: char| character.is_whitespace() || character == '&').map_or(text.len(), |end| start + end)
 }
 
 #[cfg(test)]
@@ -201,6 +253,22 @@ mod tests {
         let with_parameter: StoreUrl =
             "postgresql://bench@127.0.0.1/results?password=s3cr3t&sslmode=disable".parse().unwrap();
         assert!(!format!("{with_parameter} {with_parameter:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn redact_hides_passwords_with_url_delimiters() {
+        assert_eq!(
+            redact_url("postgres://slash:Pa/ss?LEAK@127.0.0.1:5432/store"),
+            "postgres://slash:***@127.0.0.1:5432/store"
+        );
+        assert_eq!(redact_url("postgres://a:p@ss@host/db"), "postgres://a:***@host/db");
+        assert_eq!(redact_url("postgres:/bench:SECRET@127.0.0.1/x"), "postgres:/bench:***@127.0.0.1/x");
+        assert_eq!(redact_url("host=127.0.0.1 password=SECRET user=bench"), "host=127.0.0.1 password=*** user=bench");
+        assert_eq!(redact_url("host=h password = 'a b\\' c' dbname=x"), "host=h password = *** dbname=x");
+        assert_eq!(redact_url("postgres://h/db?user=a&PASSWORD=SECRET"), "postgres://h/db?user=a&PASSWORD=***");
+        for url in ["postgres://slash:Pa/ss?LEAK@h/db", "host=h password=LEAK", "x:/a:LEAK@h", "password='LEAK"] {
+            assert!(!redact_url(url).contains("LEAK"), "{url} -> {}", redact_url(url));
+        }
     }
 
     #[test]
