@@ -94,9 +94,8 @@ async fn execute(command: DemoCommand) -> anyhow::Result<ExitCode> {
 
     let template = serde_norway::from_str(DEMO_TEMPLATE)?;
     let service = run_cmd::service(Arc::clone(&store), &store_choice.raw, Some(connections_file)).await?;
-    let row = service.save_template(&template).await?;
     let overrides = Overrides { duration_seconds: Some(command.duration), ..Default::default() };
-    let (run_id, status) = run_cmd::run_template(&service, template, Some(row.template_id), overrides, false).await?;
+    let (run_id, status) = run_cmd::run_template(&service, template, None, overrides, false).await?;
     summary::print(&store, &run_id, &store_choice.url).await?;
     eprintln!("see the run again with: unibench runs show {run_id}");
     Ok(if status == RunStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -10,6 +10,7 @@ mod store_arg;
 mod summary;
 mod worker_cmd;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Runs { .. }) {
+        restore_default_sigpipe();
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -69,6 +73,18 @@ fn main() -> ExitCode {
     })
 }
 
+/// Lets a closed standard output end the process quietly, as it ends `ls`
+/// or `cat` (`unibench runs list | head`), where `println!` would panic.
+/// Only for commands that print and leave nothing to shut down.
+fn restore_default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: this runs before any other thread starts, and the default
+    // disposition runs no code in the process.
+    if let Err(error) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore the default SIGPIPE action: {error}");
+    }
+}
+
 /// Structured logs go to stderr; `UNIBENCH_LOG` (or `RUST_LOG`) sets the
 /// filter, `warn` by default so that command output stays clean.
 fn init_logging() {
@@ -77,5 +93,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use unibench_model::event::StopInitiator;
 use unibench_model::scenario::{Template, Timings};
+use unibench_model::template_check::check_yaml_nesting;
 use unibench_model::RunStatus;
 use unibench_orchestrator::{
     LiveStatus, LocalSpawner, OrchestratorService, OrchestratorSettings, Overrides, RunRequest,
@@ -112,16 +114,16 @@ fn timings_from_env() -> anyhow::Result<Timings> {
     }
 }
 
-/// Reads a template file and saves it by name, or finds a stored one.
+/// Reads a template file, or finds a stored template by id or name. A file
+/// has no template id yet: the run saves it by name once it passes the
+/// checks, so an invalid file never replaces a stored template.
 pub async fn load_template(
     service: &OrchestratorService,
     reference: &str,
 ) -> anyhow::Result<(Template, Option<String>)> {
     let path = Path::new(reference);
     if path.is_file() {
-        let template = read_template_file(path)?;
-        let row = service.save_template(&template).await?;
-        return Ok((template, Some(row.template_id)));
+        return Ok((read_template_file(path)?, None));
     }
     let row = service
         .store()
@@ -137,6 +139,7 @@ pub async fn load_template(
 pub fn read_template_file(path: &Path) -> anyhow::Result<Template> {
     let text =
         std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+    check_yaml_nesting(&text).map_err(|problem| anyhow::anyhow!("invalid template {}: {problem}", path.display()))?;
     serde_norway::from_str(&text).map_err(|error| anyhow::anyhow!("invalid template {}: {error}", path.display()))
 }
 
@@ -156,6 +159,15 @@ pub async fn run_template(
     let mut updates = service.start(&run_id).await?;
     let mut printer = LivePrinter::default();
     let mut interrupts = 0;
+    // SIGTERM (from `kill`, systemd or a container runtime) stops the run
+    // like Ctrl-C, rather than ending this process and orphaning the run.
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => Some(terminate),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the run");
+            None
+        }
+    };
     loop {
         tokio::select! {
             changed = updates.changed() => {
@@ -172,7 +184,7 @@ pub async fn run_template(
                     break;
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupted(&mut terminate) => {
                 interrupts += 1;
                 if interrupts == 1 {
                     eprintln!("stopping the run (press Ctrl-C again to kill the workers)");
@@ -191,6 +203,22 @@ pub async fn run_template(
         None => eprintln!("run ended {status}"),
     }
     Ok((run_id, status))
+}
+
+/// Waits for Ctrl-C or, when it could be set up, SIGTERM.
+async fn interrupted(terminate: &mut Option<Signal>) {
+    let sigterm = async {
+        match terminate {
+            Some(terminate) => {
+                terminate.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm => {}
+    }
 }
 
 /// Prints one live line per second and a line for every lifecycle change.

@@ -79,8 +79,18 @@ pub async fn run(action: RunsAction) -> ExitCode {
     }
 }
 
+/// Opens an existing store. A missing SQLite file is an error here rather
+/// than created, so that a mistyped path leaves nothing behind.
 async fn connect(store: Option<&str>) -> anyhow::Result<(Store, unibench_store::StoreUrl)> {
     let choice = store_arg::resolve(store)?;
+    if let unibench_store::StoreUrl::Sqlite { path } = &choice.url {
+        if !path.exists() {
+            anyhow::bail!(
+                "no SQLite store at {}: check the path, or create it with `unibench demo` or `unibench schema apply`",
+                path.display()
+            );
+        }
+    }
     let store = Store::connect(&choice.url).await?;
     store.require_schema().await?;
     Ok((store, choice.url))

@@ -64,8 +64,9 @@ async fn execute(command: ServeCommand) -> anyhow::Result<()> {
     controller.serve(listener, shutdown_signal()).await?;
     let active = controller.active_runs();
     if !active.is_empty() {
+        let runs = if active.len() == 1 { "run" } else { "runs" };
         eprintln!(
-            "stopping {} active runs (send the signal again to kill their workers): {}",
+            "stopping {} active {runs} (send the signal again to kill their workers): {}",
             active.len(),
             active.join(", ")
         );

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -362,6 +363,12 @@ async fn killed_worker_fails_the_run() {
     let killed_child =
         setup.store.get_test_result(&format!("{run_id}-worker-1")).await.unwrap().expect("worker-1's row");
     assert_eq!(killed_child.status, "FAILED", "an unfinished worker row is closed");
+    let last = setup.store.list_snapshots(&run_id, &filter).await.unwrap().into_iter().max_by_key(|s| s.timestamp);
+    let last_total = last.map(|snapshot| snapshot.total_queries).unwrap_or_default();
+    assert!(last_total > 0, "worker-1 reported queries before the kill");
+    assert_eq!(killed_child.total_operations, last_total, "its counts come from its last snapshot");
+    let parent = setup.store.get_test_result(&run_id).await.unwrap().expect("the parent row");
+    assert!(parent.total_operations > last_total, "the parent counts both workers: {}", parent.total_operations);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,6 +433,9 @@ async fn bad_templates_fail_before_any_worker() {
     }
     let runs = setup.store.list_runs(&RunFilter::default()).await.unwrap();
     assert!(runs.is_empty(), "no run was written: {runs:?}");
+    let templates = setup.store.list_templates().await.unwrap();
+    let names: Vec<&str> = templates.iter().map(|row| row.template_name.as_str()).collect();
+    assert!(names.is_empty(), "no invalid template was stored: {names:?}");
     assert!(setup.target_url.starts_with("postgres"));
 }
 
@@ -465,6 +475,25 @@ fn demo_completes_without_postgres() {
     let shown = support::run(text, Duration::from_secs(30));
     assert!(shown.stdout.contains(&format!("run        {run_id}")), "{}", shown.stdout);
 
+    // A reader that goes away (`| head`) ends the command without a panic.
+    let mut closed = support::unibench();
+    closed
+        .args(["runs", "show", &run_id])
+        .env("UNIBENCH_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = closed.spawn().expect("start unibench runs show");
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().ok();
+    let closed_output = child.wait_with_output().unwrap();
+    let closed_stderr = String::from_utf8_lossy(&closed_output.stderr);
+    assert!(!closed_stderr.contains("panicked"), "{closed_stderr}");
+    assert!(closed_output.status.code() == Some(0) || closed_output.status.signal() == Some(13), "{closed_output:?}");
+
     let mut compare = support::unibench();
     compare.args(["runs", "compare", &run_id, &run_id]).env("UNIBENCH_HOME", home.path());
     let compared = support::run(compare, Duration::from_secs(30));
@@ -477,6 +506,14 @@ fn demo_completes_without_postgres() {
     let refused = support::run(too_many, Duration::from_secs(30));
     assert_eq!(refused.code, Some(1));
     assert!(refused.stderr.contains("at most 5 run ids"), "{refused:?}");
+
+    let mistyped = home.path().join("no-such-dir").join("unibench.db");
+    let mut missing = support::unibench();
+    missing.args(["runs", "list", "--store", &format!("sqlite://{}", mistyped.display())]);
+    let missing = support::run(missing, Duration::from_secs(30));
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(missing.stderr.contains("no SQLite store at"), "{missing:?}");
+    assert!(!home.path().join("no-such-dir").exists(), "a missing store is not created");
 }
 
 #[test]
@@ -537,4 +574,62 @@ async fn frozen_worker_gets_sigterm_then_sigkill() {
     let filter = unibench_store::LogFilter { level: Some("WARN".to_owned()), ..Default::default() };
     let warnings = setup.store.list_logs(&run_id, &filter).await.unwrap();
     assert!(warnings.iter().any(|log| log.message.contains("SIGKILL")), "the escalation is in TEST_LOGS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_final_results_fail_a_finished_run() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("off");
+    let timings = timings(
+        json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}),
+    );
+    let args = ["--workers", "2", "--warmup", "0", "--duration", "6"];
+    let mut process = setup.start_run(&template, &args, &timings);
+    let run_id = process.run_id().await;
+    eventually(Duration::from_secs(30), "RUNNING with both workers measuring", || async {
+        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
+        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
+    })
+    .await;
+    let frozen = eventually(Duration::from_secs(5), "worker-1's process", || async {
+        let output = Command::new("pgrep")
+            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
+    })
+    .await;
+    // Frozen until the duration ends, worker-1 never writes its final
+    // results and is killed after the drain.
+    Command::new("kill").args(["-s", "STOP", &frozen.to_string()]).status().unwrap();
+
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(1), "stderr:\n{}", process.stderr());
+    let run = setup.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Failed, "incomplete results do not end COMPLETED");
+    let reason = run.status_reason.unwrap_or_default();
+    assert!(reason.contains("without writing their final results"), "{reason}");
+    assert!(reason.contains("worker-1"), "{reason}");
+    assert!(!reason.contains("worker-0"), "worker-0 finished normally: {reason}");
+    assert!(worker_pids(&run_id).is_empty(), "no worker process left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_run_like_ctrl_c() {
+    let setup = Setup::new().await;
+    let template = setup.lookup_template("off");
+    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
+    let run_id = process.run_id().await;
+    eventually(Duration::from_secs(30), "snapshots from both workers", || async {
+        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
+        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
+    })
+    .await;
+
+    process.signal("TERM");
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(1), "stderr:\n{}", process.stderr());
+    let run = setup.run(&run_id).await;
+    assert_eq!(run.status, RunStatus::Cancelled, "{:?}", run.status_reason);
+    assert!(worker_pids(&run_id).is_empty(), "no worker process left");
 }

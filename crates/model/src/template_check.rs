@@ -19,6 +19,28 @@ pub const RANDOM_INT_DEFAULT_MAX: i64 = i32::MAX as i64;
 /// How far the operation weights may sum from 100 and still pass.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 0.001;
 
+/// Most connections a run may hold, over all its workers.
+pub const MAX_CONNECTIONS: u32 = 100_000;
+
+/// Most worker processes a run may start.
+pub const MAX_WORKERS: u32 = 1_000;
+
+/// Longest warmup, measurement or find-max step: 30 days, in seconds.
+pub const MAX_PHASE_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// Lowest and highest `target_qps`. At the lowest, one connection sends a
+/// query every 1,000 s.
+pub const MIN_TARGET_QPS: f64 = 0.001;
+pub const MAX_TARGET_QPS: f64 = 100_000_000.0;
+
+/// Longest `random_string`: 1 MiB.
+pub const MAX_RANDOM_STRING_LEN: usize = 1 << 20;
+
+/// Deepest nesting of YAML flow collections (`[...]`, `{...}`) that a
+/// template text may have. The YAML parser takes time that grows with the
+/// square of this depth, so a deeper text is rejected before parsing.
+pub const MAX_YAML_FLOW_DEPTH: usize = 64;
+
 /// The only brace token that template SQL may contain.
 pub const TABLE_TOKEN: &str = "{table}";
 
@@ -154,6 +176,9 @@ fn parse_random_string(args: Option<&str>) -> Result<ParamSpec, String> {
     };
     match len.parse::<usize>() {
         Ok(0) => Err("length must be at least 1".to_owned()),
+        Ok(len) if len > MAX_RANDOM_STRING_LEN => {
+            Err(format!("length must be at most {MAX_RANDOM_STRING_LEN}, got {len}"))
+        }
         Ok(len) => Ok(ParamSpec::RandomString { len }),
         Err(_) => Err(format!("length `{len}` is not a whole number")),
     }
@@ -240,6 +265,75 @@ struct SqlScan {
     placeholders: Vec<usize>,
     /// Problems with brace tokens, as messages.
     brace_problems: Vec<String>,
+}
+
+/// Checks that a YAML template text nests flow collections no deeper than
+/// [`MAX_YAML_FLOW_DEPTH`], before it reaches the parser. Brackets inside
+/// quoted scalars and comments are not counted. The error names the line
+/// of the first bracket past the limit.
+///
+/// NOTE: brackets in block scalars (`sql: |`) are counted, so more than 64
+/// unclosed `[` or `{` in the SQL of one file reject it.
+pub fn check_yaml_nesting(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut line = 1usize;
+    // The character just before, and the last one that is not a space or
+    // a tab (a line break counts).
+    let mut previous = '\n';
+    let mut significant = '\n';
+    let mut characters = text.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '\n' => line += 1,
+            '#' if previous.is_whitespace() => while characters.next_if(|next| *next != '\n').is_some() {},
+            '"' | '\'' if starts_scalar(significant) => {
+                skip_quoted_scalar(character, &mut characters, &mut line);
+                previous = character;
+                significant = character;
+                continue;
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_YAML_FLOW_DEPTH {
+                    return Err(format!("line {line}: brackets nest deeper than {MAX_YAML_FLOW_DEPTH} levels"));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = character;
+        if !matches!(character, ' ' | '\t') {
+            significant = character;
+        }
+    }
+    Ok(())
+}
+
+/// Returns whether a quote that follows `significant` (the last character
+/// that is not a space) opens a quoted scalar rather than sitting inside a
+/// plain one.
+fn starts_scalar(significant: char) -> bool {
+    matches!(significant, '\n' | '\r' | '[' | '{' | ',' | ':' | '-' | '?')
+}
+
+/// Skips a quoted scalar up to its closing quote: `\"` escapes in double
+/// quotes, `''` in single quotes.
+fn skip_quoted_scalar(quote: char, characters: &mut std::iter::Peekable<std::str::Chars<'_>>, line: &mut usize) {
+    while let Some(character) = characters.next() {
+        match character {
+            '\n' => *line += 1,
+            '\\' if quote == '"' => {
+                if characters.next() == Some('\n') {
+                    *line += 1;
+                }
+            }
+            '\'' if quote == '\'' && characters.peek() == Some(&'\'') => {
+                characters.next();
+            }
+            _ if character == quote => return,
+            _ => {}
+        }
+    }
 }
 
 /// Returns the distinct placeholder numbers (`$1` is 1) in `sql`, in
@@ -489,6 +583,20 @@ impl Problems<'_> {
         }
     }
 
+    fn require_seconds(&mut self, path: &str, value: f64, zero_allowed: bool) {
+        let low_ok = if zero_allowed { value >= 0.0 } else { value > 0.0 };
+        if !(low_ok && value <= MAX_PHASE_SECONDS) {
+            let low = if zero_allowed { "at least 0" } else { "greater than 0" };
+            self.push(path, format!("must be {low} and at most {MAX_PHASE_SECONDS} (30 days), got {value}"));
+        }
+    }
+
+    fn require_connections(&mut self, path: &str, value: u32) {
+        if !(1..=MAX_CONNECTIONS).contains(&value) {
+            self.push(path, format!("must be from 1 to {MAX_CONNECTIONS}, got {value}"));
+        }
+    }
+
     fn require_percent(&mut self, path: &str, value: f64, zero_allowed: bool) {
         let low_ok = if zero_allowed { value >= 0.0 } else { value > 0.0 };
         if !(low_ok && value <= 100.0) {
@@ -499,16 +607,9 @@ impl Problems<'_> {
 }
 
 fn check_workload(workload: &Workload, problems: &mut Problems<'_>) {
-    if workload.concurrent_connections == 0 {
-        problems.push("workload.concurrent_connections", "must be at least 1");
-    }
-    problems.require_positive("workload.duration_seconds", workload.duration_seconds);
-    if !(workload.warmup_seconds.is_finite() && workload.warmup_seconds >= 0.0) {
-        problems.push(
-            "workload.warmup_seconds",
-            format!("must be a finite number of at least 0, got {}", workload.warmup_seconds),
-        );
-    }
+    problems.require_connections("workload.concurrent_connections", workload.concurrent_connections);
+    problems.require_seconds("workload.duration_seconds", workload.duration_seconds, false);
+    problems.require_seconds("workload.warmup_seconds", workload.warmup_seconds, true);
     if let QueryLogPolicy::Sample(fraction) = workload.query_log {
         if !(0.0..=1.0).contains(&fraction) {
             problems.push("workload.query_log", format!("sample fraction must be from 0 to 1, got {fraction}"));
@@ -520,14 +621,16 @@ fn check_workload(workload: &Workload, problems: &mut Problems<'_>) {
 
 fn check_pacing(workload: &Workload, problems: &mut Problems<'_>) {
     match workload.target_qps {
-        Some(qps) => problems.require_positive("workload.target_qps", qps),
+        Some(qps) if !(MIN_TARGET_QPS..=MAX_TARGET_QPS).contains(&qps) => problems
+            .push("workload.target_qps", format!("must be from {MIN_TARGET_QPS} to {MAX_TARGET_QPS}, got {qps}")),
+        Some(_) => {}
         None if workload.load_mode == LoadMode::Qps => {
             problems.push("workload.target_qps", "is required when load_mode is QPS");
         }
         None => {}
     }
-    if workload.min_connections == Some(0) {
-        problems.push("workload.min_connections", "must be at least 1");
+    if let Some(min_connections) = workload.min_connections {
+        problems.require_connections("workload.min_connections", min_connections);
     }
 }
 
@@ -601,13 +704,9 @@ fn check_operation_sql(path: &str, operation: &Operation, problems: &mut Problem
 }
 
 fn check_find_max(settings: &FindMaxSettings, problems: &mut Problems<'_>) {
-    if settings.start_connections == 0 {
-        problems.push("find_max.start_connections", "must be at least 1");
-    }
-    if settings.connections_increment == 0 {
-        problems.push("find_max.connections_increment", "must be at least 1");
-    }
-    problems.require_positive("find_max.step_duration_seconds", settings.step_duration_seconds);
+    problems.require_connections("find_max.start_connections", settings.start_connections);
+    problems.require_connections("find_max.connections_increment", settings.connections_increment);
+    problems.require_seconds("find_max.step_duration_seconds", settings.step_duration_seconds, false);
     problems.require_percent("find_max.qps_stability_pct", settings.qps_stability_pct, false);
     problems.require_positive("find_max.latency_stability_pct", settings.latency_stability_pct);
     problems.require_percent("find_max.max_error_rate_pct", settings.max_error_rate_pct, true);
@@ -616,11 +715,15 @@ fn check_find_max(settings: &FindMaxSettings, problems: &mut Problems<'_>) {
 fn check_scaling_and_guardrails(template: &Template, problems: &mut Problems<'_>) {
     use crate::scenario::AutoOr;
 
-    if template.scaling.per_worker_connections == AutoOr::Fixed(0) {
-        problems.push("scaling.per_worker_connections", "must be at least 1 or auto");
+    if let AutoOr::Fixed(capacity) = template.scaling.per_worker_connections {
+        if !(1..=MAX_CONNECTIONS).contains(&capacity) {
+            problems.push("scaling.per_worker_connections", format!("must be from 1 to {MAX_CONNECTIONS} or auto"));
+        }
     }
-    if template.scaling.worker_count == AutoOr::Fixed(0) {
-        problems.push("scaling.worker_count", "must be at least 1 or auto");
+    if let AutoOr::Fixed(count) = template.scaling.worker_count {
+        if !(1..=MAX_WORKERS).contains(&count) {
+            problems.push("scaling.worker_count", format!("must be from 1 to {MAX_WORKERS} or auto, got {count}"));
+        }
     }
     problems.require_percent("guardrails.max_cpu_percent", template.guardrails.max_cpu_percent, false);
     problems.require_percent("guardrails.max_memory_percent", template.guardrails.max_memory_percent, false);
@@ -791,8 +894,10 @@ mod tests {
         template.workload.target_qps = Some(0.0);
         assert_eq!(
             messages(&template),
-            [r#"template "orders": workload.target_qps: must be a finite number greater than 0, got 0"#]
+            [r#"template "orders": workload.target_qps: must be from 0.001 to 100000000, got 0"#]
         );
+        template.workload.target_qps = Some(1e-300);
+        assert_eq!(messages(&template).len(), 1, "a rate too low to pace is rejected");
         template.workload.target_qps = Some(500.0);
         assert_eq!(messages(&template), Vec::<String>::new());
     }
@@ -808,7 +913,7 @@ mod tests {
         assert_eq!(
             messages(&template),
             [
-                r#"template "orders": find_max.connections_increment: must be at least 1"#,
+                r#"template "orders": find_max.connections_increment: must be from 1 to 100000, got 0"#,
                 r#"template "orders": find_max.max_error_rate_pct: must be from 0 to 100, got 120"#,
             ]
         );
@@ -943,6 +1048,53 @@ mod tests {
     }
 
     #[test]
+    fn sizes_beyond_the_limits_are_rejected() {
+        let mut template = template();
+        template.workload.concurrent_connections = u32::MAX;
+        template.workload.duration_seconds = 1e300;
+        template.workload.warmup_seconds = f64::INFINITY;
+        template.scaling.worker_count = crate::scenario::AutoOr::Fixed(MAX_WORKERS + 1);
+        let paths: Vec<String> = template_problems(&template).into_iter().map(|problem| problem.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "workload.concurrent_connections",
+                "workload.duration_seconds",
+                "workload.warmup_seconds",
+                "scaling.worker_count"
+            ]
+        );
+        let too_long = format!("random_string({})", MAX_RANDOM_STRING_LEN + 1);
+        assert!(spec_error(&too_long).contains("at most 1048576"), "{}", spec_error(&too_long));
+        assert_eq!(
+            spec(&format!("random_string({MAX_RANDOM_STRING_LEN})")),
+            ParamSpec::RandomString { len: MAX_RANDOM_STRING_LEN }
+        );
+    }
+
+    #[test]
+    fn yaml_nesting_is_limited() {
+        let deep = format!("name: {}{}", "[".repeat(MAX_YAML_FLOW_DEPTH + 1), "]".repeat(MAX_YAML_FLOW_DEPTH + 1));
+        assert_eq!(check_yaml_nesting(&deep), Err("line 1: brackets nest deeper than 64 levels".to_owned()));
+        let shallow = format!("name: {}{}", "{a: ".repeat(MAX_YAML_FLOW_DEPTH), "}".repeat(MAX_YAML_FLOW_DEPTH));
+        assert_eq!(check_yaml_nesting(&shallow), Ok(()));
+
+        // Closing brackets hidden in strings or comments do not lower the count.
+        let hidden = "[ \"]]\", 'x]''', # ]]\n".repeat(100);
+        assert!(check_yaml_nesting(&hidden).is_err(), "{hidden}");
+        // Brackets in quoted scalars, plain scalars and block scalars do not raise it.
+        let text = format!("sql: \"{}\"\nname: it's a 'b' [c]\n", "[".repeat(100));
+        assert_eq!(check_yaml_nesting(&text), Ok(()));
+        // A quote inside a plain scalar hides nothing.
+        let plain = format!("name: [x 'y, {}{}]\n", "[".repeat(100), "]".repeat(100));
+        assert!(check_yaml_nesting(&plain).is_err(), "{plain}");
+        assert_eq!(check_yaml_nesting(&text), Ok(()));
+        let block =
+            "operations:\n  - sql: |\n      SELECT ARRAY[1], 'it''s [x]' FROM t\n    params: [key]\n".repeat(100);
+        assert_eq!(check_yaml_nesting(&block), Ok(()));
+    }
+
+    #[test]
     fn invalid_template_lists_all_lines() {
         let mut template = template();
         template.target.table.clear();
@@ -953,7 +1105,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "template \"orders\": target.table: must not be empty\n\
-             template \"orders\": workload.duration_seconds: must be a finite number greater than 0, got -1"
+             template \"orders\": workload.duration_seconds: must be greater than 0 and at most 2592000 (30 days), got -1"
         );
     }
 }

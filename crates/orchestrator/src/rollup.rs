@@ -216,6 +216,25 @@ pub fn final_rollup(
         .collect();
 }
 
+/// Fills the counts of a worker's result row from the worker's last
+/// measured snapshot, for a worker that ended without writing its final
+/// results. Snapshot counters are cumulative since the move to
+/// MEASUREMENT, so the last one contains everything the worker reported.
+/// Returns whether such a snapshot was found.
+pub fn counts_from_last_snapshot(child: &mut TestResultRow, snapshots: &[SnapshotRow]) -> bool {
+    let Some(worker_id) = child.worker_id.as_deref() else { return false };
+    let last = snapshots
+        .iter()
+        .filter(|snapshot| snapshot.worker_id == worker_id && counts(&snapshot.phase))
+        .max_by(|a, b| a.timestamp.cmp(&b.timestamp).then(a.total_queries.cmp(&b.total_queries)));
+    let Some(last) = last else { return false };
+    child.total_operations = last.total_queries;
+    child.read_operations = last.read_count;
+    child.write_operations = last.write_count;
+    child.failed_operations = last.error_count;
+    true
+}
+
 /// Returns the nearest rank (from 1) of `percentile` among `count`
 /// values, or `None` when there are none. The exact percentile is the
 /// value at that rank in ascending order; it cross-checks the merged
@@ -304,6 +323,37 @@ mod tests {
         let p99 = live.latency.p99.unwrap();
         assert!((p99 - 10.0).abs() < 0.02, "{p99}");
         assert_eq!(live.worst_p95, workers[1].latest.as_ref().unwrap().p95_latency_ms);
+    }
+
+    #[test]
+    fn unfinished_worker_counts_from_last_snapshot() {
+        let at = |seconds: i64, worker: &str, phase: &str, queries: i64| SnapshotRow {
+            worker_id: worker.to_owned(),
+            phase: phase.to_owned(),
+            total_queries: queries,
+            read_count: queries - 2,
+            write_count: 2,
+            error_count: 1,
+            timestamp: chrono::DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap(),
+            ..Default::default()
+        };
+        let snapshots = [
+            at(1, "worker-0", "WARMUP", 900),
+            at(2, "worker-0", "MEASUREMENT", 40),
+            at(4, "worker-0", "MEASUREMENT", 120),
+            at(3, "worker-0", "MEASUREMENT", 80),
+            at(5, "worker-1", "MEASUREMENT", 999),
+        ];
+        let mut child = TestResultRow { worker_id: Some("worker-0".into()), ..Default::default() };
+        assert!(counts_from_last_snapshot(&mut child, &snapshots));
+        assert_eq!(child.total_operations, 120);
+        assert_eq!(child.read_operations, 118);
+        assert_eq!(child.write_operations, 2);
+        assert_eq!(child.failed_operations, 1);
+
+        let mut warming = TestResultRow { worker_id: Some("worker-0".into()), ..Default::default() };
+        assert!(!counts_from_last_snapshot(&mut warming, &snapshots[..1]), "warmup snapshots do not count");
+        assert_eq!(warming.total_operations, 0);
     }
 
     #[test]

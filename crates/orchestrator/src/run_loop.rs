@@ -570,13 +570,19 @@ impl RunLoop {
         if self.stopping.is_none() {
             self.request_stop(RunStatus::Cancelled, "stop forced", StopInitiator::Cli).await;
         }
+        let alive = self.alive_workers();
         for worker in &mut self.workers {
             worker.handle.kill();
         }
         if let Some(stopping) = &mut self.stopping {
             stopping.killed_at = Some(Instant::now());
         }
-        self.log("WARN", "stop forced: every worker was killed", None).await;
+        let message = if alive.is_empty() {
+            "stop forced: every worker had already exited".to_owned()
+        } else {
+            format!("stop forced: killed the workers still running: {}", alive.join(", "))
+        };
+        self.log("WARN", &message, None).await;
     }
 
     /// SIGTERM to workers still alive after the drain deadline plus the
@@ -715,6 +721,15 @@ impl RunLoop {
         let processing = RunStatusUpdate { phase: Some(RunPhase::Processing), ..Default::default() };
         self.ctx.store.update_run(&self.ctx.run_id, &processing).await.ok();
 
+        // A run whose workers did not all write their final results has
+        // incomplete numbers, so it cannot end COMPLETED.
+        let (final_status, reason) = match self.unfinished_workers().await {
+            unfinished if final_status == RunStatus::Completed && !unfinished.is_empty() => (
+                RunStatus::Failed,
+                format!("worker_failure: workers ended without writing their final results: {}", unfinished.join(", ")),
+            ),
+            _ => (final_status, reason),
+        };
         let end = self.ctx.store.now().await.ok();
         let reason = (final_status != RunStatus::Completed).then_some(reason);
         let parent = self.write_parent(final_status, reason.clone(), end).await;
@@ -737,6 +752,16 @@ impl RunLoop {
         RunOutcome { status: final_status, reason }
     }
 
+    /// Returns the workers whose result rows are not final yet.
+    async fn unfinished_workers(&self) -> Vec<String> {
+        let Ok(results) = self.ctx.store.list_test_results(&self.ctx.run_id).await else { return Vec::new() };
+        results
+            .into_iter()
+            .filter(|row| !row.is_parent() && (row.status == "RUNNING" || row.status == "PREPARED"))
+            .map(|row| row.worker_id.unwrap_or(row.test_id))
+            .collect()
+    }
+
     /// Computes and writes the parent `TEST_RESULTS` row.
     async fn write_parent(
         &self,
@@ -748,8 +773,8 @@ impl RunLoop {
         let results = store.list_test_results(&self.ctx.run_id).await.ok()?;
         let mut parent = results.iter().find(|row| row.is_parent()).cloned()?;
         let mut children: Vec<TestResultRow> = results.into_iter().filter(|row| !row.is_parent()).collect();
-        self.close_unfinished_children(&mut children, end).await;
         let snapshots = self.all_snapshots().await;
+        self.close_unfinished_children(&mut children, &snapshots, end).await;
         let merged = rollup::merge_measurement(&snapshots);
         let measured_seconds = match (self.measurement_started, self.measurement_ended) {
             (Some((since, _)), Some(ended)) => Some(ended.duration_since(since).as_secs_f64()),
@@ -770,13 +795,24 @@ impl RunLoop {
 
     /// Marks the result rows of workers that never finalised them (killed,
     /// or cut off from the store) as FAILED, so that no child row of an
-    /// ended run still reads RUNNING. Their counts stay as last written.
-    async fn close_unfinished_children(&self, children: &mut [TestResultRow], end: Option<DateTime<Utc>>) {
+    /// ended run still reads RUNNING. Their counts are taken from their
+    /// last measured snapshot, which may miss up to a second of queries.
+    async fn close_unfinished_children(
+        &self,
+        children: &mut [TestResultRow],
+        snapshots: &[unibench_store::SnapshotRow],
+        end: Option<DateTime<Utc>>,
+    ) {
         let mut closed = Vec::new();
         for child in children.iter_mut().filter(|child| child.status == "RUNNING" || child.status == "PREPARED") {
             child.status = RunStatus::Failed.as_str().to_owned();
             child.end_time = end;
-            child.failure_reason = Some("the worker ended without writing its final results".to_owned());
+            let reason = if rollup::counts_from_last_snapshot(child, snapshots) {
+                "the worker ended without writing its final results; counts are from its last snapshot"
+            } else {
+                "the worker ended without writing its final results"
+            };
+            child.failure_reason = Some(reason.to_owned());
             closed.push(child.clone());
         }
         if closed.is_empty() {

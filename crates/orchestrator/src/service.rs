@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use unibench_model::event::{StopEvent, StopInitiator};
 use unibench_model::scenario::{ScenarioConfig, Template, Timings};
+use unibench_model::template_check::MAX_WORKERS;
 use unibench_model::{ControlEventPayload, EventScope, RunPhase, RunStatus};
 use unibench_store::{NewControlEvent, RunStatusUpdate, Store, TemplateRow, TestResultRow};
 
@@ -100,7 +101,7 @@ impl OrchestratorService {
     }
 
     /// Saves a template by name and returns the stored row.
-    pub async fn save_template(&self, template: &Template) -> Result<TemplateRow, OrchestratorError> {
+    async fn save_template(&self, template: &Template) -> Result<TemplateRow, OrchestratorError> {
         let row = TemplateRow {
             template_id: unibench_store::new_id(),
             template_name: template.name.clone(),
@@ -122,6 +123,16 @@ impl OrchestratorService {
         let template = request.overrides.apply(&request.template);
         let config =
             prepare::check_before_run(&self.store, &template, self.settings.connections_file.as_deref()).await?;
+        let worker_count = prepare::worker_count(&template);
+        if worker_count > MAX_WORKERS {
+            return Err(OrchestratorError::InvalidTemplate {
+                problems: format!(
+                    "template \"{}\": scaling.worker_count: the run needs {worker_count} workers, more than \
+                     {MAX_WORKERS}; raise scaling.per_worker_connections",
+                    template.name
+                ),
+            });
+        }
         // Every run is template-based: an inline template is saved by name
         // once it has passed the checks, and its value pools hang off it.
         let template_id = match request.template_id {
@@ -132,7 +143,6 @@ impl OrchestratorService {
         if prepare::uses_key_pool(&template) {
             prepare::sample_key_pool(&self.store, &template, &template_id, &config).await?;
         }
-        let worker_count = prepare::worker_count(&template);
         let scenario = prepare::scenario(template, request.template_id.clone(), self.settings.timings);
         let run_id = new_run_id();
         let run = run_loop::new_run_row(&run_id, &scenario, worker_count);

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -159,6 +160,11 @@ fn open_connection(path: &Path) -> Result<Connection, TargetError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(fail)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    // By default SQLite reads an unknown "identifier" as a string literal,
+    // so a mistyped column would be compared as text and silently match
+    // nothing. Without that fallback, it is a "no such column" error.
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false).map_err(fail)?;
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false).map_err(fail)?;
     unibench_store::enable_wal(&connection, BUSY_TIMEOUT).map_err(fail)?;
     Ok(connection)
 }

@@ -201,4 +201,12 @@ async fn table_exists_and_sampling() {
     let notes = sample_keys(&config, "orders", "note", 500).await.unwrap();
     assert_eq!(notes.values.len(), 200);
     assert!(notes.values.contains(&serde_json::json!("$1")));
+
+    // SQLite's fallback would read "idd" as the string 'idd'.
+    let error = sample_keys(&config, "orders", "idd", 20).await.unwrap_err();
+    assert!(error.to_string().contains("no such column: \"idd\""), "{error}");
+    let mut connection = TargetConnection::open(&config).await.unwrap();
+    let error = connection.prepare(&["SELECT * FROM orders WHERE \"idd\" = ?1".to_owned()]).await.unwrap_err();
+    assert!(error.to_string().contains("no such column: \"idd\""), "{error}");
+    connection.close().await;
 }

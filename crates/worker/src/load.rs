@@ -14,11 +14,13 @@
 //! instead of hiding it (no coordinated omission).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::runtime::Handle;
@@ -227,7 +229,7 @@ impl LoadGenerator {
             let running = self.slots[slot].as_ref().is_some_and(|task| !task.is_finished());
             if !running {
                 let shared = Arc::clone(&self.shared);
-                self.slots[slot] = Some(self.threads.spawn(slot as u32, run_connection(shared, slot as u32)));
+                self.slots[slot] = Some(self.threads.spawn(slot as u32, run_connection_guarded(shared, slot as u32)));
             }
         }
     }
@@ -246,6 +248,23 @@ impl LoadGenerator {
             }
         }
         abandoned
+    }
+}
+
+/// Runs [`run_connection`] and turns a panic in it into a fatal workload
+/// error, so that the worker stops and reports it instead of reopening
+/// the slot again and again.
+async fn run_connection_guarded(shared: Arc<LoadShared>, slot: u32) {
+    let run = AssertUnwindSafe(run_connection(Arc::clone(&shared), slot)).catch_unwind();
+    if let Err(panic) = run.await {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        let message = format!("connection {slot} stopped on an internal error (a unibench bug): {detail}");
+        shared.sink.log(Level::Error, message.clone(), None);
+        shared.set_fatal(message);
     }
 }
 
@@ -301,6 +320,29 @@ async fn open_connection(shared: &LoadShared) -> Result<TargetConnection, Connec
     Ok(connection)
 }
 
+/// Maximum wait between two paced queries of one connection, whatever the
+/// target rate.
+const MAX_PACING_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How often a connection waiting for its next paced query checks for a
+/// stop or a lower target.
+const PACING_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Waits until a paced query's intended start. Returns `false` as soon as
+/// the connection should stop instead.
+async fn wait_until_start(shared: &LoadShared, slot: u32, intended: Instant) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= intended {
+            return true;
+        }
+        tokio::time::sleep_until(intended.min(now + PACING_CHECK_INTERVAL).into()).await;
+        if !shared.keeps_running(slot) {
+            return false;
+        }
+    }
+}
+
 /// Runs queries on one connection. Returns `true` when the connection was
 /// lost and should be reopened.
 async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConnection, rng: &mut SmallRng) -> bool {
@@ -310,15 +352,12 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
     while shared.keeps_running(slot) {
         let intended = match shared.qps() {
             Some(qps) => {
-                let interval = Duration::from_secs_f64(f64::from(shared.desired_connections().max(1)) / qps);
+                let seconds = f64::from(shared.desired_connections().max(1)) / qps;
+                let interval = Duration::try_from_secs_f64(seconds).unwrap_or(MAX_PACING_INTERVAL);
                 let intended = next_start;
-                next_start += interval;
-                let now = Instant::now();
-                if intended > now {
-                    tokio::time::sleep_until(intended.into()).await;
-                    if !shared.keeps_running(slot) {
-                        break;
-                    }
+                next_start += interval.min(MAX_PACING_INTERVAL);
+                if !wait_until_start(shared, slot, intended).await {
+                    break;
                 }
                 intended
             }

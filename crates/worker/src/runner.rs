@@ -906,6 +906,7 @@ impl Worker {
 
 fn describe(cause: &StopCause) -> String {
     match cause {
+        StopCause::Requested { reason, .. } if reason == "stop requested" => reason.clone(),
         StopCause::Requested { reason, .. } => format!("stop requested ({reason})"),
         StopCause::RunEnded(status) => format!("the run ended with status {status}"),
         StopCause::Orphaned => "the orchestrator stopped updating the run".to_owned(),
