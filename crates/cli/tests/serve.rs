@@ -19,6 +19,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use support::worker::eventually;
 use support::{create_database, database_url, pg_execute};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Hard limit of each test, servers and workers included.
@@ -160,9 +161,24 @@ impl Server {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> (StatusCode, Value) {
+        self.send_with_headers(method, path, &[], content_type, body).await
+    }
+
+    /// Like [`Server::send`], with extra headers such as `Origin` or `Host`.
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
@@ -403,6 +419,135 @@ async fn token_is_required_once_set() {
     .await;
 }
 
+// Cross-site protection.
+
+/// Opens the live stream of `run_id` with extra upgrade headers and
+/// returns the HTTP status of the refused upgrade.
+async fn refused_upgrade_status(server: &Server, run_id: &str, headers: &[(&'static str, &str)]) -> u16 {
+    let mut request = server.ws_url(&format!("/ws/test/{run_id}")).into_client_request().expect("a WebSocket request");
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().expect("a header value"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok((_, response)) => panic!("the upgrade with {headers:?} succeeded: {}", response.status()),
+        Err(other) => panic!("expected an HTTP error for the upgrade with {headers:?}, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_requests_are_rejected() {
+    within_timeout(async {
+        let server = Server::start(ServerOptions::default()).await;
+        let yaml = serde_norway::to_string(&template("cross-site", 2, 0.0, 5.0)).expect("serialise the template");
+        // A CORS simple request: a browser sends it without a preflight.
+        let import = |origin: String| {
+            let yaml = yaml.clone();
+            let server = &server;
+            async move {
+                let headers = [("Origin", origin.as_str())];
+                server
+                    .send_with_headers(Method::POST, "/api/templates/import", &headers, Some("text/plain"), Some(yaml))
+                    .await
+            }
+        };
+
+        for origin in ["http://evil.example", "http://evil.example:8080", "http://localhost:1", "null"] {
+            let case = import(origin.to_owned()).await;
+            assert_error(&format!("import from {origin}"), &case, StatusCode::FORBIDDEN, "Origin", "cross-origin");
+        }
+        let (status, listed) = server.get("/api/templates").await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed["templates"], json!([]), "a rejected import stores nothing: {listed}");
+
+        // The web UI's own requests carry its origin, which is the base URL.
+        let (status, imported) = import(server.base.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "same-origin import: {imported}");
+        assert_eq!(imported["name"], "cross-site");
+        let (_, listed) = server.get("/api/templates").await;
+        assert_eq!(listed["templates"].as_array().map(Vec::len), Some(1), "{listed}");
+        let health = server.send_with_headers(Method::GET, "/health", &[("Origin", &server.base)], None, None).await;
+        assert_eq!(health.0, StatusCode::OK, "same-origin GET: {}", health.1);
+
+        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Origin", "http://evil.example")]).await, 403);
+        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Origin", "null")]).await, 403);
+        assert_eq!(
+            refused_upgrade_status(&server, "no-such-run", &[("Origin", &server.base)]).await,
+            404,
+            "a same-origin upgrade passes the check and finds no run"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_is_rejected_on_loopback() {
+    within_timeout(async {
+        let server = Server::start(ServerOptions::default()).await;
+        let port = server.base.rsplit(':').next().expect("the base URL has a port").to_owned();
+
+        // A DNS-rebinding page reaches 127.0.0.1 under its own host name.
+        let rebound_host = format!("evil.example:{port}");
+        let case =
+            server.send_with_headers(Method::GET, "/api/templates", &[("Host", &rebound_host)], None, None).await;
+        assert_error("GET with a foreign Host", &case, StatusCode::FORBIDDEN, "Host", "evil.example");
+        let rebound_origin = format!("http://{rebound_host}");
+        let case = server
+            .send_with_headers(
+                Method::POST,
+                "/api/templates/import",
+                &[("Host", &rebound_host), ("Origin", &rebound_origin)],
+                Some("text/plain"),
+                Some("name: rebound\n".to_owned()),
+            )
+            .await;
+        assert_error("same-origin POST under a foreign Host", &case, StatusCode::FORBIDDEN, "Host", "evil.example");
+        let other_port = format!("localhost:{}", port.parse::<u16>().unwrap().wrapping_add(1));
+        let case = server.send_with_headers(Method::GET, "/health", &[("Host", &other_port)], None, None).await;
+        assert_error("Host with another port", &case, StatusCode::FORBIDDEN, "Host", &other_port);
+        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Host", &rebound_host)]).await, 403);
+
+        for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "localhost".to_owned()] {
+            let (status, body) =
+                server.send_with_headers(Method::GET, "/api/templates", &[("Host", &host)], None, None).await;
+            assert_eq!(status, StatusCode::OK, "Host {host}: {body}");
+        }
+        let localhost = format!("localhost:{port}");
+        let localhost_origin = format!("http://{localhost}");
+        let (status, body) = server
+            .send_with_headers(
+                Method::GET,
+                "/api/templates",
+                &[("Host", &localhost), ("Origin", &localhost_origin)],
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "the UI opened as localhost: {body}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_beyond_i64_is_rejected() {
+    within_timeout(async {
+        let server = Server::start(ServerOptions::default()).await;
+        let beyond = (i64::MAX as u64 + 1).to_string();
+        for path in ["/api/runs", "/api/tests/no-such-test/logs", "/api/tests/no-such-test/timeseries"] {
+            let case = server.get(&format!("{path}?offset={beyond}")).await;
+            assert_error(&format!("{path} offset {beyond}"), &case, StatusCode::BAD_REQUEST, "offset", &beyond);
+            let case = server.get(&format!("{path}?offset={}", u64::MAX)).await;
+            assert_error(&format!("{path} offset u64::MAX"), &case, StatusCode::BAD_REQUEST, "offset", "");
+            let case = server.get(&format!("{path}?limit={beyond}")).await;
+            assert_error(&format!("{path} limit {beyond}"), &case, StatusCode::BAD_REQUEST, "limit", &beyond);
+        }
+        let (status, runs) = server.get(&format!("/api/runs?offset={}", i64::MAX)).await;
+        assert_eq!(status, StatusCode::OK, "the largest offset the store takes: {runs}");
+        assert_eq!(runs["runs"], json!([]));
+    })
+    .await;
+}
+
 // Templates.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,6 +715,9 @@ async fn template_writes_reject_bad_input() {
         assert_error("import not YAML", &case, StatusCode::BAD_REQUEST, "body", "YAML");
         let case = import(None).await;
         assert_error("import empty body", &case, StatusCode::BAD_REQUEST, "body", "empty");
+        let deep = format!("name: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let case = import(Some(deep)).await;
+        assert_error("import deep nesting", &case, StatusCode::BAD_REQUEST, "body", "nest deeper than 64");
         let case = server.send(Method::POST, "/api/templates/import?replace=maybe", Some("application/yaml"), yaml("name: y\n")).await;
         assert_error("import bad flag", &case, StatusCode::BAD_REQUEST, "replace", "true or false");
 

@@ -56,6 +56,12 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, Some(field), message)
     }
 
+    /// 403: the request is well-formed but not allowed from where it
+    /// comes (a cross-origin browser request, a foreign `Host`).
+    pub fn forbidden(field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, Some(field), message)
+    }
+
     /// 404: the resource named in the path does not exist.
     pub fn not_found(field: &str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, Some(field), message)

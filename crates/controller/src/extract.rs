@@ -83,6 +83,9 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("body", "the request body is empty: expected a YAML template"));
     }
+    if let Err(problem) = unibench_model::template_check::check_yaml_nesting(text) {
+        return Err(ApiError::bad_request("body", format!("the request body is not a valid YAML template: {problem}")));
+    }
     serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
@@ -177,14 +180,20 @@ impl QueryParams {
     }
 
     /// Parses `limit` (1 to `max_limit`, default `default_limit`) and
-    /// `offset` (default 0).
+    /// `offset` (0 to `i64::MAX`, default 0). SQLite and PostgreSQL take
+    /// `OFFSET` as a signed 64-bit integer, so a larger offset is a 400 here
+    /// rather than a failed store query (500).
     pub fn page(&self, default_limit: u32, max_limit: u32) -> Result<Page, ApiError> {
         let expected = format!("a whole number from 1 to {max_limit}");
         let limit = self.parse::<u32>("limit", &expected)?.unwrap_or(default_limit);
         if limit == 0 || limit > max_limit {
             return Err(ApiError::bad_request("limit", format!("invalid value `{limit}`: expected {expected}")));
         }
-        let offset = self.parse::<u64>("offset", "a whole number of at least 0")?.unwrap_or(0);
+        let expected = format!("a whole number from 0 to {}", i64::MAX);
+        let offset = self.parse::<u64>("offset", &expected)?.unwrap_or(0);
+        if offset > i64::MAX as u64 {
+            return Err(ApiError::bad_request("offset", format!("invalid value `{offset}`: expected {expected}")));
+        }
         Ok(Page { limit, offset })
     }
 }
@@ -272,6 +281,16 @@ mod tests {
         assert_eq!(params.page(100, 1000).unwrap_err().problem.field.as_deref(), Some("limit"));
         let params = QueryParams { pairs: vec![("limit".into(), "50".into()), ("offset".into(), "10".into())] };
         assert_eq!(params.page(100, 1000).unwrap(), Page { limit: 50, offset: 10 });
+        let params = QueryParams { pairs: vec![("offset".into(), i64::MAX.to_string())] };
+        assert_eq!(params.page(100, 1000).unwrap().offset, i64::MAX as u64);
+        for huge in ["9223372036854775808", "18446744073709551615", "18446744073709551616"] {
+            let params = QueryParams { pairs: vec![("offset".into(), huge.into())] };
+            let error = params.page(100, 1000).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{huge}");
+            assert_eq!(error.problem.field.as_deref(), Some("offset"), "{huge}");
+        }
+        let params = QueryParams { pairs: vec![("limit".into(), "9223372036854775808".into())] };
+        assert_eq!(params.page(100, 1000).unwrap_err().problem.field.as_deref(), Some("limit"));
         let params = QueryParams { pairs: vec![("limti".into(), "5".into())] };
         assert_eq!(params.only(&["limit"]).unwrap_err().problem.field.as_deref(), Some("limti"));
     }

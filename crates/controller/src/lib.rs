@@ -15,6 +15,10 @@
 //! - `WS /ws/test/{run_id}`: one `RUN_UPDATE` per second.
 //! - `GET /` and `/ui/*`: the web UI, embedded in the binary.
 //!
+//! Every route rejects cross-origin browser requests, and a loopback
+//! controller also rejects a `Host` that does not name loopback (see the
+//! `origin` module).
+//!
 //! Errors are JSON: `{"error": {"field": "...", "message": "..."}}`.
 
 mod auth;
@@ -23,6 +27,7 @@ mod extract;
 mod health;
 mod live_feed;
 mod live_message;
+mod origin;
 mod results;
 mod runs;
 mod state;
@@ -32,6 +37,7 @@ mod views;
 mod ws;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,10 +78,12 @@ impl Controller {
         Controller { state: AppState::new(service, api_token) }
     }
 
-    /// Builds the router with every route, the token check and the body
-    /// limit.
-    pub fn router(&self) -> Router {
+    /// Builds the router with every route, the origin and token checks
+    /// and the body limit. `listen_addr` is the listener's address, which
+    /// decides whether the `Host` header must name loopback.
+    pub fn router(&self, listen_addr: SocketAddr) -> Router {
         let state = self.state.clone();
+        let origin_policy = origin::OriginPolicy::for_listener(listen_addr);
         Router::new()
             .merge(ui::router())
             .route("/health", get(health::health))
@@ -96,6 +104,7 @@ impl Controller {
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+            .layer(middleware::from_fn_with_state(origin_policy, origin::require_same_origin))
             .layer(middleware::from_fn(log_request))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(state)
@@ -111,7 +120,7 @@ impl Controller {
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         check_bind(addr, self.state.api_token.as_deref())?;
         tracing::info!(%addr, auth = self.state.api_token.is_some(), "controller listening");
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await.map_err(ServeError::Io)
+        axum::serve(listener, self.router(addr)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Io)
     }
 
     /// Runs started by this controller that have not ended.

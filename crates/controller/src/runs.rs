@@ -21,11 +21,7 @@ use crate::extract::{self, ApiJson, QueryParams};
 use crate::state::AppState;
 use crate::views;
 
-/// Most workers one run may ask for through the API. Every local worker
-/// is a process on the controller's host, so this guards against a typo
-/// such as 10000 for 100; larger fleets are started by hand or by another
-/// spawner.
-pub const MAX_WORKERS: u32 = 1000;
+use unibench_model::template_check::MAX_WORKERS;
 const RUNS_DEFAULT_LIMIT: u32 = 100;
 const RUNS_MAX_LIMIT: u32 = 1000;
 

@@ -22,7 +22,9 @@ pub const WEIGHT_SUM_TOLERANCE: f64 = 0.001;
 /// Most connections a run may hold, over all its workers.
 pub const MAX_CONNECTIONS: u32 = 100_000;
 
-/// Most worker processes a run may start.
+/// Most worker processes a run may start. Every local worker is a process
+/// on the orchestrator's host, so this also catches a typo such as 10000
+/// for 100.
 pub const MAX_WORKERS: u32 = 1_000;
 
 /// Longest warmup, measurement or find-max step: 30 days, in seconds.
