@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-use support::{create_database, database_url};
 
 /// Hard limit for the whole test. When it passes, every process the test
 /// started is killed.
@@ -131,20 +130,7 @@ impl Setup {
         );
         assert!(output.success(), "schema apply failed: {}", output.stderr);
 
-        let target_url = database_url(&create_database().await);
-        let status = Command::new("pgbench")
-            .args(["-i", "-s", "1", "-q", &target_url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run pgbench -i (scripts/test.sh puts it on PATH)");
-        assert!(status.success(), "pgbench -i failed");
-        let connections_file = dir.path().join("connections.toml");
-        std::fs::write(
-            &connections_file,
-            format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"),
-        )
-        .unwrap();
+        let (_, connections_file) = support::pgbench_target(dir.path()).await;
         Setup { dir, store_url, connections_file }
     }
 

@@ -50,22 +50,8 @@ impl Setup {
         let store_url = database_url(&create_database().await);
         let store = Store::connect(&store_url.parse().unwrap()).await.unwrap();
         store.apply_schema().await.unwrap();
-        let target_database = create_database().await;
-        let target_url = database_url(&target_database);
-        let status = Command::new("pgbench")
-            .args(["-i", "-s", "1", "-q", &target_url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run pgbench -i (scripts/test.sh puts it on PATH)");
-        assert!(status.success(), "pgbench -i failed");
         let dir = tempfile::tempdir().unwrap();
-        let connections_file = dir.path().join("connections.toml");
-        std::fs::write(
-            &connections_file,
-            format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"),
-        )
-        .unwrap();
+        let (target_url, connections_file) = support::pgbench_target(dir.path()).await;
         Setup { store, store_url, target_url, dir, connections_file }
     }
 
@@ -109,6 +95,15 @@ impl Setup {
             .spawn()
             .expect("start unibench run");
         RunProcess { child: Some(child), stderr_path, stdout_path, run_id: None }
+    }
+
+    /// Waits until both workers of the run report a QPS above zero.
+    async fn wait_for_both_workers_measuring(&self, run_id: &str) {
+        eventually(Duration::from_secs(30), "both workers measuring", || async {
+            let latest = self.store.latest_snapshots(run_id).await.unwrap();
+            (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
+        })
+        .await;
     }
 
     async fn run(&self, run_id: &str) -> unibench_store::RunStatusRow {
@@ -181,6 +176,16 @@ impl Drop for RunProcess {
     }
 }
 
+/// Returns the process id of one worker of the run, once it is running.
+async fn worker_process(run_id: &str, worker_id: &str) -> u32 {
+    eventually(Duration::from_secs(5), &format!("{worker_id}'s process"), || async {
+        let pattern = format!("worker --run-id {run_id} --worker-id {worker_id} ");
+        let output = Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
+    })
+    .await
+}
+
 /// Process ids of the run's worker processes.
 fn worker_pids(run_id: &str) -> Vec<u32> {
     let output = Command::new("pgrep").args(["-f", &format!("worker --run-id {run_id} ")]).output().unwrap();
@@ -193,7 +198,7 @@ fn kill_workers(run_id: &str) {
     }
 }
 
-/// The QPS of each worker's last three measurement snapshots.
+/// Returns the QPS of each worker's last three measurement snapshots.
 async fn recent_qps_per_worker(store: &Store, run_id: &str) -> Vec<Vec<f64>> {
     let filter = SnapshotFilter {
         phase: Some(unibench_model::RunPhase::Measurement),
@@ -329,20 +334,9 @@ async fn killed_worker_fails_the_run() {
     let template = setup.lookup_template("off");
     let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
     let run_id = process.run_id().await;
-    eventually(Duration::from_secs(30), "measurement snapshots from both workers", || async {
-        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
-        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
-    })
-    .await;
+    setup.wait_for_both_workers_measuring(&run_id).await;
 
-    let victim = eventually(Duration::from_secs(5), "worker-1's process", || async {
-        let output = Command::new("pgrep")
-            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
-    })
-    .await;
+    let victim = worker_process(&run_id, "worker-1").await;
     Command::new("kill").args(["-s", "KILL", &victim.to_string()]).status().unwrap();
     let killed = Instant::now();
 
@@ -503,9 +497,9 @@ fn demo_completes_without_postgres() {
 
     let mut too_many = support::unibench();
     too_many.args(["runs", "compare", "a", "b", "c", "d", "e", "f"]).env("UNIBENCH_HOME", home.path());
-    let refused = support::run(too_many, Duration::from_secs(30));
-    assert_eq!(refused.code, Some(1));
-    assert!(refused.stderr.contains("at most 5 run ids"), "{refused:?}");
+    let rejected = support::run(too_many, Duration::from_secs(30));
+    assert_eq!(rejected.code, Some(1));
+    assert!(rejected.stderr.contains("at most 5 run ids"), "{rejected:?}");
 
     let mistyped = home.path().join("no-such-dir").join("unibench.db");
     let mut missing = support::unibench();
@@ -543,20 +537,9 @@ async fn frozen_worker_gets_sigterm_then_sigkill() {
     );
     let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings);
     let run_id = process.run_id().await;
-    eventually(Duration::from_secs(30), "RUNNING with both workers measuring", || async {
-        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
-        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
-    })
-    .await;
+    setup.wait_for_both_workers_measuring(&run_id).await;
 
-    let frozen = eventually(Duration::from_secs(5), "worker-1's process", || async {
-        let output = Command::new("pgrep")
-            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
-    })
-    .await;
+    let frozen = worker_process(&run_id, "worker-1").await;
     // A stopped process cannot drain or handle SIGTERM; only SIGKILL ends it.
     Command::new("kill").args(["-s", "STOP", &frozen.to_string()]).status().unwrap();
     let stopped = Instant::now();
@@ -586,19 +569,8 @@ async fn missing_final_results_fail_a_finished_run() {
     let args = ["--workers", "2", "--warmup", "0", "--duration", "6"];
     let mut process = setup.start_run(&template, &args, &timings);
     let run_id = process.run_id().await;
-    eventually(Duration::from_secs(30), "RUNNING with both workers measuring", || async {
-        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
-        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
-    })
-    .await;
-    let frozen = eventually(Duration::from_secs(5), "worker-1's process", || async {
-        let output = Command::new("pgrep")
-            .args(["-f", &format!("worker --run-id {run_id} --worker-id worker-1 ")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).lines().next().and_then(|pid| pid.trim().parse::<u32>().ok())
-    })
-    .await;
+    setup.wait_for_both_workers_measuring(&run_id).await;
+    let frozen = worker_process(&run_id, "worker-1").await;
     // Frozen until the duration ends, worker-1 never writes its final
     // results and is killed after the drain.
     Command::new("kill").args(["-s", "STOP", &frozen.to_string()]).status().unwrap();
@@ -620,11 +592,7 @@ async fn sigterm_stops_the_run_like_ctrl_c() {
     let template = setup.lookup_template("off");
     let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
     let run_id = process.run_id().await;
-    eventually(Duration::from_secs(30), "snapshots from both workers", || async {
-        let latest = setup.store.latest_snapshots(&run_id).await.unwrap();
-        (latest.iter().filter(|s| s.qps > 0.0).count() == 2).then_some(())
-    })
-    .await;
+    setup.wait_for_both_workers_measuring(&run_id).await;
 
     process.signal("TERM");
     let code = process.wait(RUN_TIMEOUT).await;

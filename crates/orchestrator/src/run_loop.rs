@@ -704,7 +704,8 @@ impl RunLoop {
             ..Default::default()
         };
         self.ctx.store.update_run(&self.ctx.run_id, &update).await.ok();
-        self.write_parent(RunStatus::Failed, Some(reason.clone()), end).await;
+        let results = self.test_results().await;
+        self.write_parent(RunStatus::Failed, Some(reason.clone()), end, results).await;
         self.status = RunStatus::Failed;
         self.publish(LiveAggregate::default(), Vec::new(), Some(reason.clone()));
         RunOutcome { status: RunStatus::Failed, reason: Some(reason) }
@@ -723,16 +724,21 @@ impl RunLoop {
 
         // A run whose workers did not all write their final results has
         // incomplete numbers, so it cannot end COMPLETED.
-        let (final_status, reason) = match self.unfinished_workers().await {
-            unfinished if final_status == RunStatus::Completed && !unfinished.is_empty() => (
-                RunStatus::Failed,
-                format!("worker_failure: workers ended without writing their final results: {}", unfinished.join(", ")),
-            ),
-            _ => (final_status, reason),
+        let results = self.test_results().await;
+        let unfinished: Vec<&str> = results
+            .iter()
+            .filter(|row| is_unfinished_child(row))
+            .map(|row| row.worker_id.as_deref().unwrap_or(&row.test_id))
+            .collect();
+        let (final_status, reason) = if final_status == RunStatus::Completed && !unfinished.is_empty() {
+            let workers = unfinished.join(", ");
+            (RunStatus::Failed, format!("worker_failure: workers ended without writing their final results: {workers}"))
+        } else {
+            (final_status, reason)
         };
         let end = self.ctx.store.now().await.ok();
         let reason = (final_status != RunStatus::Completed).then_some(reason);
-        let parent = self.write_parent(final_status, reason.clone(), end).await;
+        let parent = self.write_parent(final_status, reason.clone(), end, results).await;
         let update = RunStatusUpdate {
             status: Some(final_status),
             status_reason: Some(reason.clone()),
@@ -752,25 +758,28 @@ impl RunLoop {
         RunOutcome { status: final_status, reason }
     }
 
-    /// Returns the workers whose result rows are not final yet.
-    async fn unfinished_workers(&self) -> Vec<String> {
-        let Ok(results) = self.ctx.store.list_test_results(&self.ctx.run_id).await else { return Vec::new() };
-        results
-            .into_iter()
-            .filter(|row| !row.is_parent() && (row.status == "RUNNING" || row.status == "PREPARED"))
-            .map(|row| row.worker_id.unwrap_or(row.test_id))
-            .collect()
+    /// Returns the run's `TEST_RESULTS` rows, or none when the store
+    /// cannot be read.
+    async fn test_results(&self) -> Vec<TestResultRow> {
+        match self.ctx.store.list_test_results(&self.ctx.run_id).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, run_id = %self.ctx.run_id, "could not read the worker results");
+                Vec::new()
+            }
+        }
     }
 
-    /// Computes and writes the parent `TEST_RESULTS` row.
+    /// Computes and writes the parent `TEST_RESULTS` row from `results`,
+    /// the run's rows as stored.
     async fn write_parent(
         &self,
         status: RunStatus,
         reason: Option<String>,
         end: Option<DateTime<Utc>>,
+        results: Vec<TestResultRow>,
     ) -> Option<TestResultRow> {
         let store = &self.ctx.store;
-        let results = store.list_test_results(&self.ctx.run_id).await.ok()?;
         let mut parent = results.iter().find(|row| row.is_parent()).cloned()?;
         let mut children: Vec<TestResultRow> = results.into_iter().filter(|row| !row.is_parent()).collect();
         let snapshots = self.all_snapshots().await;
@@ -804,7 +813,7 @@ impl RunLoop {
         end: Option<DateTime<Utc>>,
     ) {
         let mut closed = Vec::new();
-        for child in children.iter_mut().filter(|child| child.status == "RUNNING" || child.status == "PREPARED") {
+        for child in children.iter_mut().filter(|child| is_unfinished_child(child)) {
             child.status = RunStatus::Failed.as_str().to_owned();
             child.end_time = end;
             let reason = if rollup::counts_from_last_snapshot(child, snapshots) {
@@ -894,6 +903,12 @@ impl RunLoop {
             worker.handle.kill();
         }
     }
+}
+
+/// Returns whether a row is a worker's result row that the worker has not
+/// finalised.
+fn is_unfinished_child(row: &TestResultRow) -> bool {
+    !row.is_parent() && (row.status == "RUNNING" || row.status == "PREPARED")
 }
 
 fn describe_exit(code: Option<i32>) -> String {

@@ -151,26 +151,11 @@ pub fn redact_url(url: &str) -> String {
             redacted.replace_range(userinfo_start + colon + 1..userinfo_start + at, "***");
         }
     }
-    redact_password_keywords(&redact_password_parameter(&redacted))
+    redact_password_keywords(&redacted)
 }
 
-fn redact_password_parameter(url: &str) -> String {
-    let Some(query_start) = url.find('?') else {
-        return url.to_owned();
-    };
-    let (base, query) = url.split_at(query_start + 1);
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => parameter.to_owned(),
-        })
-        .collect();
-    format!("{base}{}", parameters.join("&"))
-}
-
-/// Redacts `password = value` in the `key=value` connection string form,
-/// where a value is a word or a single-quoted string.
+/// Redacts `password=value` as a URL query parameter and in the
+/// `key=value` connection string form, where a value may be single-quoted.
 fn redact_password_keywords(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let mut redacted = String::with_capacity(text.len());

@@ -28,7 +28,7 @@ pub const CONNECTIONS_FILE_NAME: &str = "connections.toml";
 /// PostgreSQL host and port when neither the connection nor the
 /// environment sets one, as for libpq over TCP.
 const DEFAULT_POSTGRES_HOST: &str = "localhost";
-const DEFAULT_POSTGRES_PORT: u16 = 5432;
+pub(crate) const DEFAULT_POSTGRES_PORT: u16 = 5432;
 
 const POSTGRES_KEYS: &[&str] = &["kind", "url", "host", "port", "user", "password", "database"];
 const SQLITE_KEYS: &[&str] = &["kind", "path"];

@@ -113,6 +113,8 @@ pub(crate) struct PostgresSession {
     /// Runs the prepared statements when the session's socket allows it.
     wire: Option<Wire>,
     statements: Vec<Prepared>,
+    /// The converted parameters of the current query, reused by every query.
+    values: Vec<PgValue>,
     /// Times the statements were prepared, which keeps wire names unique.
     generation: u32,
     backend_pid: i32,
@@ -169,7 +171,15 @@ impl PostgresSession {
                 .map_err(|e| query_error("SET statement_timeout", &client, &e))?;
         }
         tracing::debug!(location, backend_pid, "opened PostgreSQL target session");
-        Ok(PostgresSession { client, driver, wire, statements: Vec::new(), generation: 0, backend_pid })
+        Ok(PostgresSession {
+            client,
+            driver,
+            wire,
+            statements: Vec::new(),
+            values: Vec::new(),
+            generation: 0,
+            backend_pid,
+        })
     }
 
     pub(crate) fn backend_pid(&self) -> i32 {
@@ -243,15 +253,17 @@ impl PostgresSession {
     /// statement with `RETURNING`) produced, else the number of rows the
     /// statement changed.
     pub(crate) async fn execute(&mut self, index: usize, params: &[ParamValue]) -> Result<Outcome, TargetError> {
-        let prepared = self.statements.get(index).ok_or(TargetError::UnknownStatement {
+        let PostgresSession { client, driver, wire, statements, values, .. } = self;
+        let prepared = statements.get(index).ok_or(TargetError::UnknownStatement {
             backend: BACKEND,
             statement: index,
-            prepared: self.statements.len(),
+            prepared: statements.len(),
         })?;
-        let values = bind(prepared.types(), index, params)?;
-        let statement = match (prepared, &mut self.wire) {
+        bind(prepared.types(), index, params, values)?;
+        let values = &*values;
+        let statement = match (prepared, wire) {
             (Prepared::Wire { name, types }, Some(wire)) => {
-                return match wire.execute(name, types, &values).await {
+                return match wire.execute(name, types, values).await {
                     Ok(rows_affected) => Ok(Outcome { rows_affected }),
                     Err(error) => {
                         let (code, message, connection_lost) = wire_failure(error);
@@ -265,7 +277,7 @@ impl PostgresSession {
             }
             (Prepared::Client(statement), _) => statement,
         };
-        let client = &self.client;
+        let client = &*client;
         let request = async move {
             let arguments = values.iter().map(|value| value as &(dyn ToSql + Sync));
             let rows = client.query_raw(statement, arguments).await?;
@@ -278,7 +290,7 @@ impl PostgresSession {
             // DELETE. Other commands (such as CALL) have no count.
             Ok(Outcome { rows_affected: rows.rows_affected().unwrap_or(returned) })
         };
-        self.driver.run(request).await.map_err(|error| execute_error(client, index, &error))
+        driver.run(request).await.map_err(|error| execute_error(client, index, &error))
     }
 
     /// Ends the session: dropping the client makes the connection future
@@ -354,8 +366,8 @@ fn ends_session(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
-/// Converts the values for the statement's parameter types.
-fn bind(types: &[Type], index: usize, params: &[ParamValue]) -> Result<Vec<PgValue>, TargetError> {
+/// Converts the values for the statement's parameter types into `values`.
+fn bind(types: &[Type], index: usize, params: &[ParamValue], values: &mut Vec<PgValue>) -> Result<(), TargetError> {
     if types.len() != params.len() {
         return Err(TargetError::ParameterCount {
             backend: BACKEND,
@@ -364,7 +376,7 @@ fn bind(types: &[Type], index: usize, params: &[ParamValue]) -> Result<Vec<PgVal
             given: params.len(),
         });
     }
-    bind_all(types, params).map_err(|(position, failure)| TargetError::Bind {
+    bind_all(types, params, values).map_err(|(position, failure)| TargetError::Bind {
         backend: BACKEND,
         statement: index,
         position: position + 1,

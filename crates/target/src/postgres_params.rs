@@ -83,15 +83,20 @@ pub(crate) struct ConversionFailure {
     pub reason: String,
 }
 
-/// Converts every value for its parameter type. On failure, returns the
-/// 0-based index of the first value that does not convert.
-pub(crate) fn bind_all(types: &[Type], params: &[ParamValue]) -> Result<Vec<PgValue>, (usize, ConversionFailure)> {
-    types
-        .iter()
-        .zip(params)
-        .enumerate()
-        .map(|(index, (ty, value))| convert(value, ty).map_err(|failure| (index, failure)))
-        .collect()
+/// Converts every value for its parameter type into `values`, which is
+/// cleared first so that a session can reuse it for every query. On
+/// failure, returns the 0-based index of the first value that does not
+/// convert.
+pub(crate) fn bind_all(
+    types: &[Type],
+    params: &[ParamValue],
+    values: &mut Vec<PgValue>,
+) -> Result<(), (usize, ConversionFailure)> {
+    values.clear();
+    for (index, (ty, value)) in types.iter().zip(params).enumerate() {
+        values.push(convert(value, ty).map_err(|failure| (index, failure))?);
+    }
+    Ok(())
 }
 
 /// Converts one value for a parameter of type `ty`. A domain converts as
@@ -346,7 +351,7 @@ mod tests {
     fn bind_all_reports_first_failure() {
         let types = [Type::INT4, Type::INT2, Type::TEXT];
         let params = [ParamValue::Int(1), ParamValue::Int(100_000), ParamValue::Int(2)];
-        let (index, failure) = bind_all(&types, &params).unwrap_err();
+        let (index, failure) = bind_all(&types, &params, &mut Vec::new()).unwrap_err();
         assert_eq!(index, 1);
         assert_eq!(failure.column_type, "int2");
     }

@@ -5,10 +5,11 @@
 //! each statement once to learn its parameter types. The wire then prepares
 //! it again under a name of its own, and each execution is one Bind,
 //! Execute and Sync written into a reused buffer and one read of the
-//! response, parsed in place: no channel between a client and a
-//! connection future, and no allocation per query. The two take turns on
-//! one socket: tokio-postgres is only polled while it runs a request of its
-//! own, and the wire only between them.
+//! response, parsed in place. There is no channel between a client and a
+//! connection future, and a query allocates only to copy its text, numeric
+//! and UUID parameters. The two take turns on one socket, because
+//! tokio-postgres is only polled while it runs a request of its own, and
+//! the wire only between them.
 //!
 //! The wire needs a socket unibench opened itself, so it is used when the
 //! connection names one host (TCP or Unix socket) and accepts any server;
@@ -31,10 +32,8 @@ use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
+use crate::connections::DEFAULT_POSTGRES_PORT;
 use crate::postgres_params::PgValue;
-
-/// The PostgreSQL default port.
-const DEFAULT_PORT: u16 = 5432;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8192;
@@ -72,7 +71,7 @@ impl Address {
             return None;
         }
         let port = match config.get_ports() {
-            [] => DEFAULT_PORT,
+            [] => DEFAULT_POSTGRES_PORT,
             [port] => *port,
             _ => return None,
         };

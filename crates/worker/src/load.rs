@@ -285,8 +285,8 @@ async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
         shared.open.fetch_add(1, Ordering::Relaxed);
         let lost = run_queries(&shared, slot, &mut connection, &mut rng).await;
         shared.open.fetch_sub(1, Ordering::Relaxed);
-        // Closing tells the server the session ends, rather than leaving it
-        // to notice a closed socket.
+        // On PostgreSQL, closing sends a Terminate message, so the server
+        // does not have to notice a closed socket.
         connection.close().await;
         if lost {
             tokio::time::sleep(RECONNECT_DELAY).await;
@@ -353,9 +353,10 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
         let intended = match shared.qps() {
             Some(qps) => {
                 let seconds = f64::from(shared.desired_connections().max(1)) / qps;
-                let interval = Duration::try_from_secs_f64(seconds).unwrap_or(MAX_PACING_INTERVAL);
+                let interval = Duration::try_from_secs_f64(seconds)
+                    .map_or(MAX_PACING_INTERVAL, |interval| interval.min(MAX_PACING_INTERVAL));
                 let intended = next_start;
-                next_start += interval.min(MAX_PACING_INTERVAL);
+                next_start += interval;
                 if !wait_until_start(shared, slot, intended).await {
                     break;
                 }

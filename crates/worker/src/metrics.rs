@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use unibench_model::scenario::QueryKind;
 use unibench_model::LatencyHistogram;
 
+use crate::sink::lock;
+
 /// Number of query kinds, for per-kind arrays.
 const KINDS: usize = 6;
 
@@ -108,9 +110,9 @@ struct Shard {
     interval: Tally,
 }
 
-/// The shared recorder every connection task writes into. It is split in
-/// shards, one per load thread, so that threads do not wait on each other
-/// for every query; a snapshot merges the shards.
+/// The shared recorder that every connection task writes into. It has one
+/// shard per load thread, so threads do not wait on each other for every
+/// query. A snapshot merges the shards.
 #[derive(Debug)]
 pub struct Metrics {
     control: Mutex<Control>,
@@ -124,13 +126,6 @@ pub struct Interval {
     pub tally: Tally,
     pub elapsed: Duration,
     pub counting: Counting,
-}
-
-/// Locks a mutex. A panic while holding one of these locks would leave
-/// plain counters behind, which are still valid to read, so a poisoned lock
-/// is recovered.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Metrics {
@@ -191,8 +186,8 @@ impl Metrics {
         control.interval_started = now;
         let mut tally = Tally::default();
         for shard in &self.shards {
-            let taken = std::mem::take(&mut lock(shard).interval);
-            tally.merge(&taken);
+            let shard_tally = std::mem::take(&mut lock(shard).interval);
+            tally.merge(&shard_tally);
         }
         Interval { tally, elapsed, counting: control.counting }
     }

@@ -906,8 +906,7 @@ impl Worker {
 
 fn describe(cause: &StopCause) -> String {
     match cause {
-        StopCause::Requested { reason, .. } if reason == "stop requested" => reason.clone(),
-        StopCause::Requested { reason, .. } => format!("stop requested ({reason})"),
+        StopCause::Requested { reason, .. } => format!("STOP event: {reason}"),
         StopCause::RunEnded(status) => format!("the run ended with status {status}"),
         StopCause::Orphaned => "the orchestrator stopped updating the run".to_owned(),
         StopCause::Fatal(message) => format!("fatal workload error: {message}"),

@@ -75,8 +75,10 @@ pub struct Sink {
     pub urgent: Notify,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded vectors stay valid even if a holder panicked.
+/// Locks a mutex, recovering it when poisoned. The worker's locks guard
+/// plain buffers and counters, which stay valid to read even if a holder
+/// panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

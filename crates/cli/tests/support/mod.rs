@@ -69,7 +69,7 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
 pub async fn wait_for_exit(
     child: &mut Child,
     timeout: Duration,
-    what: &str,
+    description: &str,
     output: impl Fn() -> String,
 ) -> Option<i32> {
     let deadline = Instant::now() + timeout;
@@ -80,7 +80,7 @@ pub async fn wait_for_exit(
         if Instant::now() >= deadline {
             child.kill().ok();
             child.wait().ok();
-            panic!("{what} did not exit within {timeout:?}; output:\n{}", output());
+            panic!("{description} did not exit within {timeout:?}; output:\n{}", output());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -119,4 +119,22 @@ pub async fn create_database() -> String {
     let name = format!("unibench_cli_{}", uuid::Uuid::new_v4().simple());
     pg_execute(None, &format!("CREATE DATABASE {name}")).await;
     name
+}
+
+/// Creates a database loaded by `pgbench -i -s 1` and writes a connections
+/// file in `dir` that names it `local-pg`. Returns the database URL and the
+/// file.
+pub async fn pgbench_target(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let target_url = database_url(&create_database().await);
+    let status = Command::new("pgbench")
+        .args(["-i", "-s", "1", "-q", &target_url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run pgbench -i (scripts/test.sh puts it on PATH)");
+    assert!(status.success(), "pgbench -i failed");
+    let connections_file = dir.join("connections.toml");
+    std::fs::write(&connections_file, format!("[connections.local-pg]\nkind = \"postgres\"\nurl = \"{target_url}\"\n"))
+        .unwrap();
+    (target_url, connections_file)
 }
