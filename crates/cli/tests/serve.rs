@@ -422,8 +422,8 @@ async fn token_is_required_once_set() {
 // Cross-site protection.
 
 /// Opens the live stream of `run_id` with extra upgrade headers and
-/// returns the HTTP status of the refused upgrade.
-async fn refused_upgrade_status(server: &Server, run_id: &str, headers: &[(&'static str, &str)]) -> u16 {
+/// returns the HTTP status of the rejected upgrade.
+async fn failed_upgrade_status(server: &Server, run_id: &str, headers: &[(&'static str, &str)]) -> u16 {
     let mut request = server.ws_url(&format!("/ws/test/{run_id}")).into_client_request().expect("a WebSocket request");
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().expect("a header value"));
@@ -469,10 +469,10 @@ async fn cross_origin_requests_are_rejected() {
         let health = server.send_with_headers(Method::GET, "/health", &[("Origin", &server.base)], None, None).await;
         assert_eq!(health.0, StatusCode::OK, "same-origin GET: {}", health.1);
 
-        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Origin", "http://evil.example")]).await, 403);
-        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Origin", "null")]).await, 403);
+        assert_eq!(failed_upgrade_status(&server, "no-such-run", &[("Origin", "http://evil.example")]).await, 403);
+        assert_eq!(failed_upgrade_status(&server, "no-such-run", &[("Origin", "null")]).await, 403);
         assert_eq!(
-            refused_upgrade_status(&server, "no-such-run", &[("Origin", &server.base)]).await,
+            failed_upgrade_status(&server, "no-such-run", &[("Origin", &server.base)]).await,
             404,
             "a same-origin upgrade passes the check and finds no run"
         );
@@ -505,7 +505,7 @@ async fn foreign_host_is_rejected_on_loopback() {
         let other_port = format!("localhost:{}", port.parse::<u16>().unwrap().wrapping_add(1));
         let case = server.send_with_headers(Method::GET, "/health", &[("Host", &other_port)], None, None).await;
         assert_error("Host with another port", &case, StatusCode::FORBIDDEN, "Host", &other_port);
-        assert_eq!(refused_upgrade_status(&server, "no-such-run", &[("Host", &rebound_host)]).await, 403);
+        assert_eq!(failed_upgrade_status(&server, "no-such-run", &[("Host", &rebound_host)]).await, 403);
 
         for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "localhost".to_owned()] {
             let (status, body) =

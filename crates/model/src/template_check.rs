@@ -19,26 +19,27 @@ pub const RANDOM_INT_DEFAULT_MAX: i64 = i32::MAX as i64;
 /// How far the operation weights may sum from 100 and still pass.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 0.001;
 
-/// Most connections a run may hold, over all its workers.
+/// Maximum number of connections a run may hold, over all its workers.
 pub const MAX_CONNECTIONS: u32 = 100_000;
 
-/// Most worker processes a run may start. Every local worker is a process
+/// Maximum number of worker processes a run may start. Every local worker is a process
 /// on the orchestrator's host, so this also catches a typo such as 10000
 /// for 100.
 pub const MAX_WORKERS: u32 = 1_000;
 
-/// Longest warmup, measurement or find-max step: 30 days, in seconds.
+/// Maximum length of a warmup, a measurement or a find-max step, in
+/// seconds: 30 days.
 pub const MAX_PHASE_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
 
-/// Lowest and highest `target_qps`. At the lowest, one connection sends a
+/// Minimum and maximum `target_qps`. At the minimum, one connection sends a
 /// query every 1,000 s.
 pub const MIN_TARGET_QPS: f64 = 0.001;
 pub const MAX_TARGET_QPS: f64 = 100_000_000.0;
 
-/// Longest `random_string`: 1 MiB.
+/// Maximum `random_string` length: 1 MiB.
 pub const MAX_RANDOM_STRING_LEN: usize = 1 << 20;
 
-/// Deepest nesting of YAML flow collections (`[...]`, `{...}`) that a
+/// Maximum nesting of YAML flow collections (`[...]`, `{...}`) that a
 /// template text may have. The YAML parser takes time that grows with the
 /// square of this depth, so a deeper text is rejected before parsing.
 pub const MAX_YAML_FLOW_DEPTH: usize = 64;
@@ -1050,7 +1051,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_beyond_the_limits_are_rejected() {
+    fn oversized_templates_are_rejected() {
         let mut template = template();
         template.workload.concurrent_connections = u32::MAX;
         template.workload.duration_seconds = 1e300;
