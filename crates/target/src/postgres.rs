@@ -82,37 +82,30 @@ impl Driver {
     }
 }
 
-/// A statement prepared on the session.
-enum Prepared {
-    /// Run through tokio-postgres.
-    Client(Statement),
-    /// Run on the wire, under `name`.
-    Wire { name: String, types: Vec<Type> },
+/// The session's prepared statements and how they run.
+enum Statements {
+    /// Through tokio-postgres.
+    Client(Vec<Statement>),
+    /// On the session's own socket.
+    Wire { wire: Wire, prepared: Vec<WireStatement> },
 }
 
-impl Prepared {
-    fn types(&self) -> &[Type] {
-        match self {
-            Prepared::Client(statement) => statement.params(),
-            Prepared::Wire { types, .. } => types,
-        }
-    }
+/// A statement prepared by the wire under a name of its own.
+struct WireStatement {
+    name: String,
+    types: Vec<Type>,
+}
 
-    fn wire_name(&self) -> Option<&str> {
-        match self {
-            Prepared::Client(_) => None,
-            Prepared::Wire { name, .. } => Some(name),
-        }
-    }
+fn unknown_statement(index: usize, prepared: usize) -> TargetError {
+    TargetError::UnknownStatement { backend: BACKEND, statement: index, prepared }
 }
 
 /// One PostgreSQL session.
 pub(crate) struct PostgresSession {
     pub(crate) client: Client,
     driver: Driver,
-    /// Runs the prepared statements when the session's socket allows it.
-    wire: Option<Wire>,
-    statements: Vec<Prepared>,
+    /// On the wire when the session's socket allows it.
+    statements: Statements,
     /// The converted parameters of the current query, reused by every query.
     values: Vec<PgValue>,
     /// Times the statements were prepared, which keeps wire names unique.
@@ -174,8 +167,10 @@ impl PostgresSession {
         Ok(PostgresSession {
             client,
             driver,
-            wire,
-            statements: Vec::new(),
+            statements: match wire {
+                Some(wire) => Statements::Wire { wire, prepared: Vec::new() },
+                None => Statements::Client(Vec::new()),
+            },
             values: Vec::new(),
             generation: 0,
             backend_pid,
@@ -187,7 +182,7 @@ impl PostgresSession {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.client.is_closed() || self.wire.as_ref().is_some_and(Wire::is_lost)
+        self.client.is_closed() || matches!(&self.statements, Statements::Wire { wire, .. } if wire.is_lost())
     }
 
     /// Prepares the statements on the server, replacing any prepared before.
@@ -199,15 +194,18 @@ impl PostgresSession {
             message,
             connection_lost,
         };
-        if let Some(wire) = &mut self.wire {
-            if !wire.is_idle() {
-                let message = "the session holds an unread message from the server".to_owned();
-                return Err(prepare_error(0, (None, message, true)));
+        match &mut self.statements {
+            Statements::Client(prepared) => prepared.clear(),
+            Statements::Wire { wire, prepared } => {
+                if !wire.is_idle() {
+                    let message = "the session holds an unread message from the server".to_owned();
+                    return Err(prepare_error(0, (None, message, true)));
+                }
+                let names: Vec<&str> = prepared.iter().map(|statement| statement.name.as_str()).collect();
+                wire.close_statements(&names).await.map_err(|error| prepare_error(0, wire_failure(error)))?;
+                prepared.clear();
             }
-            let names: Vec<&str> = self.statements.iter().filter_map(Prepared::wire_name).collect();
-            wire.close_statements(&names).await.map_err(|error| prepare_error(0, wire_failure(error)))?;
         }
-        self.statements.clear();
         self.generation += 1;
         let mut prepared = Vec::with_capacity(statements.len());
         for (index, sql) in statements.iter().enumerate() {
@@ -220,9 +218,12 @@ impl PostgresSession {
                 .map_err(|error| prepare_error(index, describe(&self.client, &error)))?;
             prepared.push(statement);
         }
-        let Some(wire) = &mut self.wire else {
-            self.statements = prepared.into_iter().map(Prepared::Client).collect();
-            return Ok(());
+        let (wire, wire_prepared) = match &mut self.statements {
+            Statements::Client(client_prepared) => {
+                *client_prepared = prepared;
+                return Ok(());
+            }
+            Statements::Wire { wire, prepared } => (wire, prepared),
         };
         if statements.is_empty() {
             return Ok(());
@@ -245,7 +246,7 @@ impl PostgresSession {
             .await
             .map_err(|error| prepare_error(0, describe(&self.client, &error)))?;
         wire.prepare_all(&named).await.map_err(|error| prepare_error(0, wire_failure(error)))?;
-        self.statements = named.into_iter().map(|(name, _, types)| Prepared::Wire { name, types }).collect();
+        *wire_prepared = named.into_iter().map(|(name, _, types)| WireStatement { name, types }).collect();
         Ok(())
     }
 
@@ -253,17 +254,12 @@ impl PostgresSession {
     /// statement with `RETURNING`) produced, else the number of rows the
     /// statement changed.
     pub(crate) async fn execute(&mut self, index: usize, params: &[ParamValue]) -> Result<Outcome, TargetError> {
-        let PostgresSession { client, driver, wire, statements, values, .. } = self;
-        let prepared = statements.get(index).ok_or(TargetError::UnknownStatement {
-            backend: BACKEND,
-            statement: index,
-            prepared: statements.len(),
-        })?;
-        bind(prepared.types(), index, params, values)?;
-        let values = &*values;
-        let statement = match (prepared, wire) {
-            (Prepared::Wire { name, types }, Some(wire)) => {
-                return match wire.execute(name, types, values).await {
+        let PostgresSession { client, driver, statements, values, .. } = self;
+        let statement = match statements {
+            Statements::Wire { wire, prepared } => {
+                let statement = prepared.get(index).ok_or_else(|| unknown_statement(index, prepared.len()))?;
+                bind(&statement.types, index, params, values)?;
+                return match wire.execute(&statement.name, &statement.types, values).await {
                     Ok(rows_affected) => Ok(Outcome { rows_affected }),
                     Err(error) => {
                         let (code, message, connection_lost) = wire_failure(error);
@@ -271,12 +267,12 @@ impl PostgresSession {
                     }
                 };
             }
-            // Wire statements are only prepared on sessions with a wire.
-            (Prepared::Wire { .. }, None) => {
-                return Err(statement_error(index, None, "the session has no socket of its own".to_owned(), true));
+            Statements::Client(prepared) => {
+                prepared.get(index).ok_or_else(|| unknown_statement(index, prepared.len()))?
             }
-            (Prepared::Client(statement), _) => statement,
         };
+        bind(statement.params(), index, params, values)?;
+        let values = &*values;
         let client = &*client;
         let request = async move {
             let arguments = values.iter().map(|value| value as &(dyn ToSql + Sync));

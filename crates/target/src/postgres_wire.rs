@@ -31,12 +31,13 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_util::io::poll_read_buf;
 
 use crate::connections::DEFAULT_POSTGRES_PORT;
 use crate::postgres_params::PgValue;
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 8192;
+/// Free space the input buffer has before each read from the socket.
+const READ_SPACE: usize = 8192;
 
 /// Message tags of the responses read on the wire.
 const DATA_ROW: u8 = b'D';
@@ -130,13 +131,6 @@ impl SharedStream {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn poll_read_into(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match &mut *self.lock() {
-            Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-
     fn poll_write_from(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match &mut *self.lock() {
             Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
@@ -147,7 +141,10 @@ impl SharedStream {
 
 impl AsyncRead for SharedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        self.poll_read_into(cx, buf)
+        match &mut *self.lock() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
     }
 }
 
@@ -190,13 +187,12 @@ pub(crate) struct Wire {
     stream: SharedStream,
     out: BytesMut,
     input: BytesMut,
-    chunk: Box<[u8; READ_CHUNK]>,
     lost: bool,
 }
 
 impl Wire {
     pub(crate) fn new(stream: SharedStream) -> Self {
-        Wire { stream, out: BytesMut::new(), input: BytesMut::new(), chunk: Box::new([0; READ_CHUNK]), lost: false }
+        Wire { stream, out: BytesMut::new(), input: BytesMut::new(), lost: false }
     }
 
     pub(crate) fn is_lost(&self) -> bool {
@@ -316,12 +312,12 @@ impl Wire {
                 }
                 self.input.advance(length);
             }
-            let mut buf = ReadBuf::new(&mut self.chunk[..]);
-            let read = std::future::poll_fn(|cx| self.stream.poll_read_into(cx, &mut buf)).await;
-            if let Err(error) = read {
-                return Err(WireError::Lost(error.to_string()));
-            }
-            if buf.filled().is_empty() {
+            // Once the messages read so far are consumed, the buffer reuses
+            // its space instead of growing.
+            self.input.reserve(READ_SPACE);
+            let read = std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.input)).await;
+            let count = read.map_err(|error| WireError::Lost(error.to_string()))?;
+            if count == 0 {
                 // A server that ends the session (an administrator's
                 // terminate, a shutdown) sends a FATAL error first.
                 return Err(match failure {
@@ -331,7 +327,6 @@ impl Wire {
                     _ => WireError::Lost("the server closed the connection".to_owned()),
                 });
             }
-            self.input.extend_from_slice(buf.filled());
         }
     }
 }

@@ -163,8 +163,14 @@ impl LoadThreads {
         Ok(LoadThreads { runtimes, _stops: stops })
     }
 
-    fn spawn(&self, slot: u32, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-        self.runtimes[slot as usize % self.runtimes.len()].spawn(task)
+    /// Spawns the task that `make_task` builds for thread `slot % threads`,
+    /// given that thread's index.
+    fn spawn<F>(&self, slot: u32, make_task: impl FnOnce(usize) -> F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let thread = slot as usize % self.runtimes.len();
+        self.runtimes[thread].spawn(make_task(thread))
     }
 }
 
@@ -178,10 +184,10 @@ pub struct LoadGenerator {
 }
 
 impl LoadGenerator {
-    /// Starts `threads` load threads; connection slot `n` runs on thread
-    /// `n % threads` and records into metrics shard `n % threads`.
-    pub fn new(shared: Arc<LoadShared>, threads: usize) -> std::io::Result<Self> {
-        let threads = LoadThreads::start(threads)?;
+    /// Starts one load thread per metrics shard. Connection slot `n` runs
+    /// on thread `n % threads` and records into that thread's shard.
+    pub fn new(shared: Arc<LoadShared>) -> std::io::Result<Self> {
+        let threads = LoadThreads::start(shared.metrics.shard_count())?;
         Ok(LoadGenerator { shared, threads, slots: Vec::new(), ramp: None, target: 0 })
     }
 
@@ -229,7 +235,9 @@ impl LoadGenerator {
             let running = self.slots[slot].as_ref().is_some_and(|task| !task.is_finished());
             if !running {
                 let shared = Arc::clone(&self.shared);
-                self.slots[slot] = Some(self.threads.spawn(slot as u32, run_connection_guarded(shared, slot as u32)));
+                let slot = slot as u32;
+                let task = self.threads.spawn(slot, |shard| run_connection_guarded(shared, slot, shard));
+                self.slots[slot as usize] = Some(task);
             }
         }
     }
@@ -254,8 +262,8 @@ impl LoadGenerator {
 /// Runs [`run_connection`] and turns a panic in it into a fatal workload
 /// error, so that the worker stops and reports it instead of reopening
 /// the slot again and again.
-async fn run_connection_guarded(shared: Arc<LoadShared>, slot: u32) {
-    let run = AssertUnwindSafe(run_connection(Arc::clone(&shared), slot)).catch_unwind();
+async fn run_connection_guarded(shared: Arc<LoadShared>, slot: u32, shard: usize) {
+    let run = AssertUnwindSafe(run_connection(Arc::clone(&shared), slot, shard)).catch_unwind();
     if let Err(panic) = run.await {
         let detail = panic
             .downcast_ref::<&str>()
@@ -270,8 +278,9 @@ async fn run_connection_guarded(shared: Arc<LoadShared>, slot: u32) {
 
 /// Runs one logical connection: connects, prepares the workload's
 /// statements, then runs queries until the slot is above the target or the
-/// worker drains. Reconnects after a lost connection.
-async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
+/// worker drains. Reconnects after a lost connection. Queries are recorded
+/// in metrics shard `shard`.
+async fn run_connection(shared: Arc<LoadShared>, slot: u32, shard: usize) {
     let mut rng = SmallRng::from_entropy();
     while shared.keeps_running(slot) {
         let mut connection = match open_connection(&shared).await {
@@ -283,7 +292,7 @@ async fn run_connection(shared: Arc<LoadShared>, slot: u32) {
             }
         };
         shared.open.fetch_add(1, Ordering::Relaxed);
-        let lost = run_queries(&shared, slot, &mut connection, &mut rng).await;
+        let lost = run_queries(&shared, slot, shard, &mut connection, &mut rng).await;
         shared.open.fetch_sub(1, Ordering::Relaxed);
         // On PostgreSQL, closing sends a Terminate message, so the server
         // does not have to notice a closed socket.
@@ -345,7 +354,13 @@ async fn wait_until_start(shared: &LoadShared, slot: u32, intended: Instant) -> 
 
 /// Runs queries on one connection. Returns `true` when the connection was
 /// lost and should be reopened.
-async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConnection, rng: &mut SmallRng) -> bool {
+async fn run_queries(
+    shared: &LoadShared,
+    slot: u32,
+    shard: usize,
+    connection: &mut TargetConnection,
+    rng: &mut SmallRng,
+) -> bool {
     let mut next_start = Instant::now();
     let mut params = Vec::new();
     let connection_id = connection.session_id();
@@ -380,7 +395,7 @@ async fn run_queries(shared: &LoadShared, slot: u32, connection: &mut TargetConn
         let result = connection.execute(operation, &params).await;
         let latency = intended.elapsed();
         let success = result.is_ok();
-        let warmup = shared.metrics.record(slot as usize, kind, latency, success);
+        let warmup = shared.metrics.record(shard, kind, latency, success);
 
         if let (true, Some(start_time)) = (decision.keeps(success), wall_start) {
             let identity = &shared.sink.identity;

@@ -537,7 +537,7 @@ impl Worker {
             Some(json!({"target_connections": initial.target_connections, "target_qps": initial.target_qps})),
         );
 
-        let mut load = LoadGenerator::new(Arc::clone(&shared), self.metrics.shard_count())
+        let mut load = LoadGenerator::new(Arc::clone(&shared))
             .map_err(|error| WorkerError::Fatal(format!("cannot start the load threads: {error}")))?;
         load.set_target(initial.target_connections, initial.target_qps, None);
         let mut current = initial;
