@@ -758,9 +758,9 @@ def parse_options():
     parser.add_argument("--workdir", required=True, help="private directory for stores, templates and logs")
     parser.add_argument("--results", required=True, help="JSON file to write")
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale factor of the data")
-    parser.add_argument("--duration", type=int, default=20, help="measured seconds per run")
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=3, help="uncounted warmup seconds per run")
-    parser.add_argument("--pairs", type=int, default=3, help="pgbench/unibench pairs per connection count")
+    parser.add_argument("--pairs", type=int, default=5, help="pgbench/unibench pairs per connection count")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32, 128], help="connection counts")
     parser.add_argument("--query-log-connections", type=int, default=32,
                         help="connection count at which query_log sample:0.01 and all are also run")

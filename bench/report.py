@@ -50,7 +50,10 @@ def throughput_figures(results):
             policies += ["sample:0.01", "all"]
         for policy in policies:
             runs = [(pair["pgbench"], pair["unibench"].get(policy)) for pair in rows if pair["unibench"].get(policy)]
-            qps_ratio = median(ratio(run.get("qps"), base.get("tps")) for base, run in runs)
+            pair_ratios = [ratio(run.get("qps"), base.get("tps")) for base, run in runs]
+            qps_ratio = median(pair_ratios)
+            measured = [value for value in pair_ratios if value is not None]
+            spread = f"pairs {fmt(min(measured))} to {fmt(max(measured))}; " if len(measured) > 1 else ""
             unibench_qps = median(run.get("qps") for _, run in runs)
             goal, met = None, None
             if connections == 32 and policy == "off":
@@ -61,7 +64,7 @@ def throughput_figures(results):
                 f"throughput_ratio_{connections}_{policy}",
                 f"throughput ratio unibench/pgbench, {connections} conn, query_log {policy}",
                 qps_ratio, "ratio",
-                f"{fmt(qps_ratio)} ({fmt(unibench_qps, 0)} qps / {fmt(pgbench_tps, 0)} tps, {len(runs)} pairs)",
+                f"{fmt(qps_ratio)} ({spread}{fmt(unibench_qps, 0)} qps / {fmt(pgbench_tps, 0)} tps, {len(runs)} pairs)",
                 goal, met,
             ))
 

@@ -12,9 +12,9 @@
 # stops the cluster and deletes the temporary directory. Every process it
 # starts runs under a timeout. See bench/README.md for the settings below.
 #
-#   BENCH_DURATION            measured seconds per run (default 20)
+#   BENCH_DURATION            measured seconds per run (default 15)
 #   BENCH_WARMUP              uncounted warmup seconds per run (default 3)
-#   BENCH_PAIRS               pgbench/unibench pairs per connection count (default 3)
+#   BENCH_PAIRS               pgbench/unibench pairs per connection count (default 5)
 #   BENCH_CONNECTIONS         connection counts (default "8 32 128")
 #   BENCH_MEMORY_CONNECTIONS  connections of the one-worker memory run (default 1000)
 #   BENCH_MEMORY_DURATION     measured seconds of each memory run (default 15)
@@ -40,9 +40,9 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 readonly BENCH_DIR REPO_ROOT
 
-DURATION="${BENCH_DURATION:-20}"
+DURATION="${BENCH_DURATION:-15}"
 WARMUP="${BENCH_WARMUP:-3}"
-PAIRS="${BENCH_PAIRS:-3}"
+PAIRS="${BENCH_PAIRS:-5}"
 CONNECTIONS="${BENCH_CONNECTIONS:-8 32 128}"
 MEMORY_CONNECTIONS="${BENCH_MEMORY_CONNECTIONS:-1000}"
 MEMORY_DURATION="${BENCH_MEMORY_DURATION:-15}"
