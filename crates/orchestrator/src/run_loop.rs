@@ -49,6 +49,8 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const CLOCK_RESYNC: Duration = Duration::from_secs(30);
 /// Rows read per page when loading snapshots or executions for rollups.
 const ROLLUP_PAGE: u32 = 10_000;
+/// Pause before a phase change that failed is tried again.
+const PHASE_RETRY: Duration = Duration::from_millis(100);
 
 /// A request sent to a run's loop.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +174,8 @@ struct RunLoop {
     registered: u32,
     /// The store's time at a local instant, for [`RunLoop::store_now`].
     store_clock: Option<(DateTime<Utc>, Instant)>,
+    /// When the loop last woke for a phase deadline.
+    phase_woken_at: Option<Instant>,
 }
 
 /// Drives a run from spawning its workers to its terminal status.
@@ -191,6 +195,7 @@ pub async fn drive(ctx: RunContext) -> RunOutcome {
         last_touch: Instant::now(),
         registered: 0,
         store_clock: None,
+        phase_woken_at: None,
     };
     let outcome = run.run().await;
     // Whatever happened, no worker process outlives the loop for long.
@@ -358,7 +363,7 @@ impl RunLoop {
             let next_phase_change = self.next_phase_change();
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = tokio::time::sleep_until(next_phase_change.into()) => {}
+                _ = tokio::time::sleep_until(next_phase_change.into()) => self.phase_woken_at = Some(Instant::now()),
                 command = self.ctx.commands.recv() => match command {
                     Some(RunCommand::Stop(initiated_by)) => self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await,
                     Some(RunCommand::ForceStop) => self.force_stop().await,
@@ -385,9 +390,7 @@ impl RunLoop {
             }
             _ => later,
         };
-        // A deadline that passed while the store was unreachable is retried
-        // at a modest pace rather than in a busy loop.
-        deadline.max(Instant::now() + Duration::from_millis(100))
+        phase_wake(deadline, self.phase_woken_at)
     }
 
     /// Runs one control tick. Returns `true` once every worker has
@@ -907,6 +910,17 @@ impl RunLoop {
 
 /// Returns whether a row is a worker's result row that the worker has not
 /// finalised.
+/// When the loop wakes for a phase `deadline`: at the deadline itself, even
+/// one that has just passed, unless the loop already woke for it at
+/// `woken_at`. A deadline that stays due after that wake (the store was
+/// unreachable) is retried after a pause rather than in a busy loop.
+fn phase_wake(deadline: Instant, woken_at: Option<Instant>) -> Instant {
+    match woken_at {
+        Some(woken_at) if woken_at >= deadline => woken_at + PHASE_RETRY,
+        _ => deadline,
+    }
+}
+
 fn is_unfinished_child(row: &TestResultRow) -> bool {
     !row.is_parent() && (row.status == "RUNNING" || row.status == "PREPARED")
 }
@@ -937,4 +951,32 @@ pub fn new_run_row(run_id: &str, scenario: &ScenarioConfig, worker_count: u32) -
     row.template_id = scenario.template_id.clone();
     row.total_workers_expected = i64::from(worker_count);
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_ahead_is_kept() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(5);
+        assert_eq!(phase_wake(deadline, None), deadline);
+        assert_eq!(phase_wake(deadline, Some(now)), deadline, "an earlier wake was for an earlier deadline");
+    }
+
+    #[test]
+    fn passed_deadline_fires_at_once() {
+        // The loop was busy with a tick when the deadline came.
+        let now = Instant::now() + Duration::from_secs(1);
+        let deadline = now - Duration::from_millis(5);
+        assert_eq!(phase_wake(deadline, None), deadline, "no retry pause before the first attempt");
+    }
+
+    #[test]
+    fn deadline_still_due_after_wake_waits() {
+        let deadline = Instant::now();
+        let woken_at = deadline + Duration::from_millis(1);
+        assert_eq!(phase_wake(deadline, Some(woken_at)), woken_at + PHASE_RETRY);
+    }
 }
