@@ -910,9 +910,9 @@ impl RunLoop {
 
 /// Returns whether a row is a worker's result row that the worker has not
 /// finalised.
-/// When the loop wakes for a phase `deadline`: at the deadline itself, even
-/// one that has just passed, unless the loop already woke for it at
-/// `woken_at`. A deadline that stays due after that wake (the store was
+/// Returns when the loop wakes for a phase `deadline`: at the deadline
+/// itself, even one that has just passed, unless the loop already woke for
+/// it at `woken_at`. A deadline still due after that wake (the store was
 /// unreachable) is retried after a pause rather than in a busy loop.
 fn phase_wake(deadline: Instant, woken_at: Option<Instant>) -> Instant {
     match woken_at {
