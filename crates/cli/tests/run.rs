@@ -36,6 +36,15 @@ fn timings(extra: serde_json::Value) -> String {
     timings.to_string()
 }
 
+/// Timings for a worker that is frozen with SIGSTOP: a short drain and
+/// escalation, and health thresholds too long to declare it dead during
+/// the test.
+fn frozen_worker_timings() -> String {
+    timings(
+        json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}),
+    )
+}
+
 /// A store, a pgbench target, a connections file and a template file.
 struct Setup {
     store: Store,
@@ -95,6 +104,18 @@ impl Setup {
             .spawn()
             .expect("start unibench run");
         RunProcess { child: Some(child), stderr_path, stdout_path, run_id: None }
+    }
+
+    /// Starts a two-worker run of the `off` lookup template without warmup,
+    /// with `extra` arguments, and waits until both workers measure.
+    async fn start_measuring_pair(&self, extra: &[&str], timings: &str) -> (RunProcess, String) {
+        let template = self.lookup_template("off");
+        let mut args = vec!["--workers", "2", "--warmup", "0"];
+        args.extend_from_slice(extra);
+        let mut process = self.start_run(&template, &args, timings);
+        let run_id = process.run_id().await;
+        self.wait_for_both_workers_measuring(&run_id).await;
+        (process, run_id)
     }
 
     /// Waits until both workers of the run report a QPS above zero.
@@ -331,10 +352,7 @@ async fn finished_run_completes_with_consistent_rollups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_fails_the_run() {
     let setup = Setup::new().await;
-    let template = setup.lookup_template("off");
-    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
-    let run_id = process.run_id().await;
-    setup.wait_for_both_workers_measuring(&run_id).await;
+    let (mut process, run_id) = setup.start_measuring_pair(&[], &timings(json!({}))).await;
 
     let victim = worker_process(&run_id, "worker-1").await;
     Command::new("kill").args(["-s", "KILL", &victim.to_string()]).status().unwrap();
@@ -531,13 +549,7 @@ fn shipped_templates_are_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_worker_gets_sigterm_then_sigkill() {
     let setup = Setup::new().await;
-    let template = setup.lookup_template("off");
-    let timings = timings(
-        json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}),
-    );
-    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings);
-    let run_id = process.run_id().await;
-    setup.wait_for_both_workers_measuring(&run_id).await;
+    let (mut process, run_id) = setup.start_measuring_pair(&[], &frozen_worker_timings()).await;
 
     let frozen = worker_process(&run_id, "worker-1").await;
     // A stopped process cannot drain or handle SIGTERM; only SIGKILL ends it.
@@ -562,14 +574,7 @@ async fn frozen_worker_gets_sigterm_then_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_final_results_fail_a_finished_run() {
     let setup = Setup::new().await;
-    let template = setup.lookup_template("off");
-    let timings = timings(
-        json!({"drain_seconds": 1.0, "sigterm_after_drain_seconds": 1.0, "dead_after_seconds": 60.0, "stale_after_seconds": 30.0}),
-    );
-    let args = ["--workers", "2", "--warmup", "0", "--duration", "6"];
-    let mut process = setup.start_run(&template, &args, &timings);
-    let run_id = process.run_id().await;
-    setup.wait_for_both_workers_measuring(&run_id).await;
+    let (mut process, run_id) = setup.start_measuring_pair(&["--duration", "6"], &frozen_worker_timings()).await;
     let frozen = worker_process(&run_id, "worker-1").await;
     // Frozen until the duration ends, worker-1 never writes its final
     // results and is killed after the drain.
@@ -589,10 +594,7 @@ async fn missing_final_results_fail_a_finished_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_run_like_ctrl_c() {
     let setup = Setup::new().await;
-    let template = setup.lookup_template("off");
-    let mut process = setup.start_run(&template, &["--workers", "2", "--warmup", "0"], &timings(json!({})));
-    let run_id = process.run_id().await;
-    setup.wait_for_both_workers_measuring(&run_id).await;
+    let (mut process, run_id) = setup.start_measuring_pair(&[], &timings(json!({}))).await;
 
     process.signal("TERM");
     let code = process.wait(RUN_TIMEOUT).await;

@@ -910,10 +910,10 @@ impl RunLoop {
 
 /// Returns whether a row is a worker's result row that the worker has not
 /// finalised.
-/// Returns when the loop wakes for a phase `deadline`: at the deadline
-/// itself, even one that has just passed, unless the loop already woke for
-/// it at `woken_at`. A deadline still due after that wake (the store was
-/// unreachable) is retried after a pause rather than in a busy loop.
+/// Returns when the loop wakes for a phase `deadline`: at the deadline, even
+/// one just passed, unless the loop already woke for it at `woken_at`. Then
+/// the phase change failed (the store was unreachable), and a pause keeps
+/// the retries out of a busy loop.
 fn phase_wake(deadline: Instant, woken_at: Option<Instant>) -> Instant {
     match woken_at {
         Some(woken_at) if woken_at >= deadline => woken_at + PHASE_RETRY,
