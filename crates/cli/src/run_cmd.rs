@@ -191,7 +191,7 @@ pub async fn run_template(
                     service.stop(&run_id, StopInitiator::Cli).await?;
                 } else {
                     eprintln!("killing the workers");
-                    service.force_stop(&run_id).await;
+                    service.force_stop(&run_id, StopInitiator::Cli).await;
                 }
             }
         }

@@ -25,7 +25,7 @@ const MAX_COMPARED: usize = 5;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Two to five run ids.
+    /// One to five run ids, each given once.
     #[arg(required = true, num_args = 1..)]
     run_ids: Vec<String>,
     /// Store URL (default: $UNIBENCH_STORE, else the embedded SQLite file).
@@ -150,6 +150,10 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
 async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     if args.run_ids.len() > MAX_COMPARED {
         anyhow::bail!("runs compare takes at most {MAX_COMPARED} run ids, got {}", args.run_ids.len());
+    }
+    let ids = &args.run_ids;
+    if let Some(repeated) = ids.iter().enumerate().find_map(|(index, id)| ids[..index].contains(id).then_some(id)) {
+        anyhow::bail!("runs compare: run `{repeated}` is given more than once");
     }
     let (store, _) = connect(args.store.as_deref()).await?;
     let mut summaries = Vec::new();

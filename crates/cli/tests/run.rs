@@ -507,11 +507,17 @@ fn demo_completes_without_postgres() {
     assert!(closed_output.status.code() == Some(0) || closed_output.status.signal() == Some(13), "{closed_output:?}");
 
     let mut compare = support::unibench();
-    compare.args(["runs", "compare", &run_id, &run_id]).env("UNIBENCH_HOME", home.path());
+    compare.args(["runs", "compare", &run_id]).env("UNIBENCH_HOME", home.path());
     let compared = support::run(compare, Duration::from_secs(30));
     assert!(compared.success(), "{compared:?}");
     let qps_row = compared.stdout.lines().find(|line| line.starts_with("qps")).expect("a qps row");
-    assert_eq!(qps_row.split_whitespace().count(), 3, "one qps column per run: {qps_row}");
+    assert_eq!(qps_row.split_whitespace().count(), 2, "one qps column per run: {qps_row}");
+
+    let mut repeated = support::unibench();
+    repeated.args(["runs", "compare", &run_id, &run_id]).env("UNIBENCH_HOME", home.path());
+    let repeated = support::run(repeated, Duration::from_secs(30));
+    assert_eq!(repeated.code, Some(1));
+    assert!(repeated.stderr.contains(&format!("run `{run_id}` is given more than once")), "{repeated:?}");
 
     let mut too_many = support::unibench();
     too_many.args(["runs", "compare", "a", "b", "c", "d", "e", "f"]).env("UNIBENCH_HOME", home.path());

@@ -1119,6 +1119,43 @@ async fn live_stream_sends_a_snapshot_each_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_stop_kills_the_workers_and_says_so() {
+    within_timeout(async {
+        let target = pg_target().await;
+        let server = Server::start(ServerOptions { target: Some(target), ..Default::default() }).await;
+        // Each query outlasts the drain, so only a kill ends the workers early.
+        let mut slow = template("slow lookup", 2, 0.0, 120.0);
+        slow["workload"]["operations"][0]["sql"] = json!("SELECT note, pg_sleep(60) FROM {table} WHERE id = $1");
+        let (status, saved) = server.post("/api/templates", &slow).await;
+        assert_eq!(status, StatusCode::CREATED, "{saved}");
+        let run_id =
+            server.create_run(&json!({"template_id": saved["template_id"], "overrides": {"workers": 2}})).await;
+        let (status, started) = server.post(&format!("/api/runs/{run_id}/start"), &json!({})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+        server.wait_for_status(&run_id, "RUNNING", Duration::from_secs(60)).await;
+        eventually(Duration::from_secs(30), "two worker processes", || async {
+            (worker_pids(&run_id).len() == 2).then_some(())
+        })
+        .await;
+
+        let (status, stopping) = server.post(&format!("/api/runs/{run_id}/stop"), &json!({"force": true})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{stopping}");
+        let run = eventually(Duration::from_secs(60), "the forced run to end", || async {
+            let (_, run) = server.get(&format!("/api/runs/{run_id}")).await;
+            let status = run["status"].as_str().unwrap_or_default();
+            matches!(status, "COMPLETED" | "FAILED" | "CANCELLED").then_some(run)
+        })
+        .await;
+        let reason = run["status_reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("stop forced: killed the workers still running"), "{run}");
+        assert!(worker_pids(&run_id).is_empty(), "every worker was killed");
+        let (_, logs) = server.get(&format!("/api/tests/{run_id}/logs")).await;
+        assert!(logs.to_string().contains("stop forced"), "the run log tells of the kill: {logs}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_client_does_not_slow_the_others() {
     within_timeout(async {
         let target = pg_target().await;

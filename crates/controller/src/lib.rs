@@ -157,7 +157,7 @@ impl Controller {
                 _ = &mut force, if !forced => {
                     forced = true;
                     for run_id in self.active_runs() {
-                        service.force_stop(&run_id).await;
+                        service.force_stop(&run_id, StopInitiator::Orchestrator).await;
                     }
                 }
             }

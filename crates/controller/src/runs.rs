@@ -204,7 +204,7 @@ pub async fn stop(
     }
     state.service.stop(&run_id, StopInitiator::Api).await?;
     if body.force {
-        state.service.force_stop(&run_id).await;
+        state.service.force_stop(&run_id, StopInitiator::Api).await;
     }
     tracing::info!(run_id, force = body.force, "stop requested through the API");
     let run = load(&state, &run_id).await?;

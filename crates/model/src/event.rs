@@ -27,6 +27,8 @@ text_enum! {
     }
 }
 
+// The enum comes from a macro, which takes no `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for EventScope {
     fn default() -> Self {
         EventScope::Run

@@ -325,11 +325,8 @@ fn skip_quoted_scalar(quote: char, characters: &mut std::iter::Peekable<std::str
     while let Some(character) = characters.next() {
         match character {
             '\n' => *line += 1,
-            '\\' if quote == '"' => {
-                if characters.next() == Some('\n') {
-                    *line += 1;
-                }
-            }
+            // The escaped character is skipped; an escaped line break still counts.
+            '\\' if quote == '"' => *line += usize::from(characters.next() == Some('\n')),
             '\'' if quote == '\'' && characters.peek() == Some(&'\'') => {
                 characters.next();
             }

@@ -57,7 +57,7 @@ const PHASE_RETRY: Duration = Duration::from_millis(100);
 pub enum RunCommand {
     Stop(StopInitiator),
     /// Ends every worker at once (a second Ctrl-C).
-    ForceStop,
+    ForceStop(StopInitiator),
 }
 
 /// One worker as shown live.
@@ -366,7 +366,7 @@ impl RunLoop {
                 _ = tokio::time::sleep_until(next_phase_change.into()) => self.phase_woken_at = Some(Instant::now()),
                 command = self.ctx.commands.recv() => match command {
                     Some(RunCommand::Stop(initiated_by)) => self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await,
-                    Some(RunCommand::ForceStop) => self.force_stop().await,
+                    Some(RunCommand::ForceStop(initiated_by)) => self.force_stop(initiated_by).await,
                     None => {}
                 },
             }
@@ -569,9 +569,10 @@ impl RunLoop {
         self.log(level, &format!("stopping: {reason}"), Some(json!({"initiated_by": initiated_by}))).await;
     }
 
-    async fn force_stop(&mut self) {
+    /// Kills every worker; the run's reason says so.
+    async fn force_stop(&mut self, initiated_by: StopInitiator) {
         if self.stopping.is_none() {
-            self.request_stop(RunStatus::Cancelled, "stop forced", StopInitiator::Cli).await;
+            self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await;
         }
         let alive = self.alive_workers();
         for worker in &mut self.workers {
@@ -585,7 +586,7 @@ impl RunLoop {
         } else {
             format!("stop forced: killed the workers still running: {}", alive.join(", "))
         };
-        self.log("WARN", &message, None).await;
+        self.note_escalation(&message).await;
     }
 
     /// SIGTERM to workers still alive after the drain deadline plus the

@@ -245,10 +245,10 @@ impl OrchestratorService {
     }
 
     /// Kills every worker of a run this service drives.
-    pub async fn force_stop(&self, run_id: &str) {
+    pub async fn force_stop(&self, run_id: &str, initiated_by: StopInitiator) {
         let sender = self.runs.lock().ok().and_then(|runs| runs.get(run_id).map(|run| run.commands.clone()));
         if let Some(sender) = sender {
-            sender.send(RunCommand::ForceStop).await.ok();
+            sender.send(RunCommand::ForceStop(initiated_by)).await.ok();
         }
     }
 

@@ -78,7 +78,7 @@ fn parse_postgres(url: &str) -> Result<StoreUrl, String> {
         return Err("the URL names no host".to_owned());
     }
     if config.get_user().is_none() {
-        config.user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_owned()));
+        config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_owned()));
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);

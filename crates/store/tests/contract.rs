@@ -578,7 +578,7 @@ async fn warehouse_and_find_max_round_trip(t: TestStore) {
         raw_result: Some(json!({"name": "BENCH_WH", "size": "X-Small"})),
         created_at: None,
     };
-    t.store.insert_warehouse_polls(&[poll.clone()]).await.unwrap();
+    t.store.insert_warehouse_polls(std::slice::from_ref(&poll)).await.unwrap();
     let mut read = t.store.list_warehouse_polls("run-wh", Page::default()).await.unwrap();
     assert_eq!(read.len(), 1);
     read[0].created_at = None;

@@ -28,6 +28,9 @@ pub struct TargetConnection {
     lost: bool,
 }
 
+// Each connection owns one session for its whole life, so the size of the
+// PostgreSQL variant costs nothing, and a box would add a pointer hop per query.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Session {
     Postgres(PostgresSession),
     Sqlite(SqliteSession),

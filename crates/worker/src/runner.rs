@@ -168,7 +168,7 @@ async fn load_run(store: &Store, run_id: &str) -> Result<(RunStatusRow, Scenario
 }
 
 enum StartGate {
-    Started(RunStatusRow),
+    Started(Box<RunStatusRow>),
     Stopped,
 }
 
@@ -245,6 +245,8 @@ struct Worker {
 
     running_since: Option<(Instant, DateTime<Utc>)>,
     measurement_since: Option<(Instant, DateTime<Utc>)>,
+    /// When the last query finished: the end of the measurement window.
+    load_ended: Option<Instant>,
     cumulative: Tally,
     pending_snapshots: Vec<SnapshotRow>,
     last_error: Option<String>,
@@ -280,6 +282,7 @@ impl Worker {
             target_updates: Vec::new(),
             running_since: None,
             measurement_since: None,
+            load_ended: None,
             cumulative: Tally::default(),
             pending_snapshots: Vec::new(),
             last_error: None,
@@ -365,7 +368,7 @@ impl Worker {
                     if run.status == RunStatus::Cancelling {
                         return Ok(StartGate::Stopped);
                     }
-                    return Ok(StartGate::Started(run));
+                    return Ok(StartGate::Started(Box::new(run)));
                 }
             }
             if self.health.lost_for(self.duration(self.timings.no_store_exit_seconds)) {
@@ -778,6 +781,7 @@ impl Worker {
                 }
             }
         };
+        self.load_ended = Some(Instant::now());
         if abandoned > 0 {
             self.log(
                 Level::Warn,
@@ -846,7 +850,9 @@ impl Worker {
         let template = &self.scenario.template;
         let totals = &self.cumulative;
         let now = Utc::now();
-        let measured = self.measurement_since.map(|(since, _)| since.elapsed().as_secs_f64());
+        let load_ended = self.load_ended.unwrap_or_else(Instant::now);
+        let measured =
+            self.measurement_since.map(|(since, _)| load_ended.saturating_duration_since(since).as_secs_f64());
         let finished = status != "RUNNING";
         let histogram = &totals.overall;
         let mut kind_latencies = std::collections::BTreeMap::new();
