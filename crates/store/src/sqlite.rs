@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::types::{Value as SqliteValue, ValueRef};
+use rusqlite::types::{ToSql, ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::convert::values_of;
@@ -169,11 +169,7 @@ impl SqliteStore {
                 .map_err(|e| statement_error("begin", e))?;
             let mut counts = Vec::with_capacity(ops.len());
             for op in &ops {
-                let mut count = 0;
-                for statement in render_op(op) {
-                    count += execute(&transaction, &statement)?;
-                }
-                counts.push(count);
+                counts.push(execute_op(&transaction, op)?);
             }
             transaction.commit().map_err(|e| statement_error("commit", e))?;
             Ok(counts)
@@ -202,7 +198,7 @@ impl SqliteStore {
             let mut prepared =
                 connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
             prepared
-                .query_row(rusqlite::params_from_iter(bind(&statement.params)), |row| row.get(0))
+                .query_row(params(&statement.params), |row| row.get(0))
                 .map_err(|e| statement_error(&statement.name, e))
         })
         .await
@@ -243,9 +239,7 @@ impl SqliteStore {
             let mut ops = vec![WriteOp::Insert { table: &RUN_CONTROL_EVENTS, rows: values_of(&rows) }];
             ops.extend(run_update);
             for op in &ops {
-                for statement in render_op(op) {
-                    execute(&transaction, &statement)?;
-                }
+                execute_op(&transaction, op)?;
             }
             transaction.commit().map_err(|e| statement_error("commit events", e))?;
             Ok(rows)
@@ -254,40 +248,45 @@ impl SqliteStore {
     }
 }
 
-/// SQLite allows 32,766 parameters per statement; batches stay below that.
-const MAX_PARAMS: usize = 30_000;
-
-fn render_op(op: &WriteOp) -> Vec<Rendered> {
-    match op {
+/// Runs one write and returns the number of rows it changed. Inserts and
+/// upserts run one row at a time through one cached statement: inside the
+/// caller's transaction that is as fast as a multi-row statement, and the
+/// SQL stays the same size whatever the number of rows.
+fn execute_op(connection: &Connection, op: &WriteOp) -> StoreResult<u64> {
+    let statement = match op {
         WriteOp::Insert { table, rows } | WriteOp::Upsert { table, rows } => {
-            let rows_per_statement = (MAX_PARAMS / table.columns.len().max(1)).max(1);
-            rows.chunks(rows_per_statement)
-                .map(|chunk| match op {
-                    WriteOp::Insert { .. } => sql::render_insert(Dialect::Sqlite, table, chunk),
-                    _ => sql::render_upsert(Dialect::Sqlite, table, chunk),
-                })
-                .collect()
+            let Some(first) = rows.first() else { return Ok(0) };
+            let one_row = std::slice::from_ref(first);
+            let statement = match op {
+                WriteOp::Insert { .. } => sql::render_insert(Dialect::Sqlite, table, one_row),
+                _ => sql::render_upsert(Dialect::Sqlite, table, one_row),
+            };
+            let mut prepared =
+                connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
+            let mut changed = 0;
+            for row in rows {
+                debug_assert_eq!(row.len(), table.columns.len(), "row width of {}", table.name);
+                changed += prepared
+                    .execute(rusqlite::params_from_iter(row.iter().map(Param)))
+                    .map_err(|e| statement_error(&statement.name, e))?;
+            }
+            return Ok(changed as u64);
         }
-        WriteOp::Update { table, sets, conditions } => {
-            vec![sql::render_update(Dialect::Sqlite, table, sets, conditions)]
-        }
-        WriteOp::Delete { table, conditions } => vec![sql::render_delete(Dialect::Sqlite, table, conditions)],
-    }
+        WriteOp::Update { table, sets, conditions } => sql::render_update(Dialect::Sqlite, table, sets, conditions),
+        WriteOp::Delete { table, conditions } => sql::render_delete(Dialect::Sqlite, table, conditions),
+    };
+    execute(connection, &statement)
 }
 
 fn execute(connection: &Connection, statement: &Rendered) -> StoreResult<u64> {
     let mut prepared = connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
-    let changed = prepared
-        .execute(rusqlite::params_from_iter(bind(&statement.params)))
-        .map_err(|e| statement_error(&statement.name, e))?;
+    let changed = prepared.execute(params(&statement.params)).map_err(|e| statement_error(&statement.name, e))?;
     Ok(changed as u64)
 }
 
 fn query(connection: &Connection, statement: &Rendered, table: &'static TableSpec) -> StoreResult<Vec<RowValues>> {
     let mut prepared = connection.prepare_cached(&statement.sql).map_err(|e| statement_error(&statement.name, e))?;
-    let mut rows = prepared
-        .query(rusqlite::params_from_iter(bind(&statement.params)))
-        .map_err(|e| statement_error(&statement.name, e))?;
+    let mut rows = prepared.query(params(&statement.params)).map_err(|e| statement_error(&statement.name, e))?;
     let mut decoded = Vec::new();
     while let Some(row) = rows.next().map_err(|e| statement_error(&statement.name, e))? {
         let mut values = Vec::with_capacity(table.columns.len());
@@ -324,20 +323,26 @@ fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn bind(params: &[(SqlValue, ColumnType)]) -> Vec<SqliteValue> {
-    params
-        .iter()
-        .map(|(value, _)| match value {
-            SqlValue::Null => SqliteValue::Null,
-            SqlValue::Now => SqliteValue::Text(format_time(Utc::now())),
-            SqlValue::Text(text) => SqliteValue::Text(text.clone()),
-            SqlValue::Int(value) => SqliteValue::Integer(*value),
-            SqlValue::Float(value) => SqliteValue::Real(*value),
-            SqlValue::Bool(value) => SqliteValue::Integer(i64::from(*value)),
-            SqlValue::Json(value) => SqliteValue::Text(value.to_string()),
-            SqlValue::Time(value) => SqliteValue::Text(format_time(*value)),
+/// A value bound to a statement parameter. Text is bound without a copy.
+struct Param<'a>(&'a SqlValue);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            SqlValue::Null => ToSqlOutput::Owned(SqliteValue::Null),
+            SqlValue::Now => ToSqlOutput::Owned(SqliteValue::Text(format_time(Utc::now()))),
+            SqlValue::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            SqlValue::Int(value) => ToSqlOutput::Owned(SqliteValue::Integer(*value)),
+            SqlValue::Float(value) => ToSqlOutput::Owned(SqliteValue::Real(*value)),
+            SqlValue::Bool(value) => ToSqlOutput::Owned(SqliteValue::Integer(i64::from(*value))),
+            SqlValue::Json(value) => ToSqlOutput::Owned(SqliteValue::Text(value.to_string())),
+            SqlValue::Time(value) => ToSqlOutput::Owned(SqliteValue::Text(format_time(*value))),
         })
-        .collect()
+    }
+}
+
+fn params(params: &[(SqlValue, ColumnType)]) -> impl rusqlite::Params + '_ {
+    rusqlite::params_from_iter(params.iter().map(|(value, _)| Param(value)))
 }
 
 fn decode_value(raw: ValueRef<'_>, kind: ColumnType) -> Result<SqlValue, String> {
