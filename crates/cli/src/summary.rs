@@ -91,9 +91,23 @@ pub async fn print(store: &Store, run_id: &str, url: &StoreUrl) -> anyhow::Resul
             ms(child.p99_latency_ms)
         );
     }
+    let errors = last_errors(store, run_id).await?;
+    if !errors.is_empty() {
+        println!();
+        println!("last error of each worker");
+        for (worker, message) in &errors {
+            println!("{worker:<10} {message}");
+        }
+    }
     println!();
     println!("results stored in {url} (run id {run_id})");
     Ok(())
+}
+
+/// Reads the last error each worker reported in its heartbeat, by worker id.
+async fn last_errors(store: &Store, run_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let heartbeats = store.list_heartbeats(run_id).await?;
+    Ok(heartbeats.into_iter().filter_map(|beat| Some((beat.worker_id, beat.last_error?))).collect())
 }
 
 fn latency_json(row: &TestResultRow) -> Value {
@@ -117,13 +131,15 @@ pub async fn json(store: &Store, run_id: &str) -> anyhow::Result<Value> {
             ))
         })
         .collect();
+    let errors = last_errors(store, run_id).await?;
     let workers: Vec<Value> = children
         .iter()
         .map(|child| {
+            let last_error = errors.iter().find(|(worker, _)| Some(worker) == child.worker_id.as_ref()).map(|(_, e)| e);
             json!({
                 "worker_id": child.worker_id, "test_id": child.test_id, "status": child.status,
                 "total_operations": child.total_operations, "failed_operations": child.failed_operations,
-                "qps": child.qps, "latency": latency_json(child),
+                "qps": child.qps, "latency": latency_json(child), "last_error": last_error,
             })
         })
         .collect();

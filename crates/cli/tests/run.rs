@@ -350,6 +350,37 @@ async fn finished_run_completes_with_consistent_rollups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_queries_show_their_error() {
+    let setup = Setup::new().await;
+    let template = setup.template(
+        "failing",
+        "name: failing lookup\ntarget:\n  kind: postgres\n  connection: local-pg\n  table: pgbench_accounts\n  key_column: aid\n\
+         workload:\n  concurrent_connections: 2\n  warmup_seconds: 0\n  duration_seconds: 3\n  operations:\n\
+         \x20   - kind: POINT_LOOKUP\n      weight_pct: 100\n      sql: SELECT abalance / (aid - aid) FROM {table} WHERE aid = $1\n      params: [key]\n\
+         \x20 query_log: \"off\"\n",
+    );
+    let mut process = setup.start_run(&template, &["--workers", "2"], &timings(json!({})));
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(0), "a run of failing queries still ends; stderr:\n{}", process.stderr());
+    let run_id = process.run_id().await;
+    let stdout = process.stdout();
+    assert!(stdout.contains("last error of each worker"), "{stdout}");
+    assert!(stdout.contains("POINT_LOOKUP query failed") && stdout.contains("division by zero"), "{stdout}");
+
+    let heartbeats = setup.store.list_heartbeats(&run_id).await.unwrap();
+    assert_eq!(heartbeats.len(), 2);
+    for beat in &heartbeats {
+        let error = beat.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("division by zero"), "{}: {error:?}", beat.worker_id);
+    }
+    let filter = unibench_store::LogFilter { page: Page { limit: 10_000, offset: 0 }, ..Default::default() };
+    let logs = setup.store.list_logs(&run_id, &filter).await.unwrap();
+    let logged: Vec<_> = logs.iter().filter(|log| log.message.contains("division by zero")).collect();
+    assert_eq!(logged.len(), 2, "each worker logs a distinct error once: {logged:?}");
+    assert!(logged.iter().all(|log| log.level.as_str() == "WARN"), "{logged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_fails_the_run() {
     let setup = Setup::new().await;
     let (mut process, run_id) = setup.start_measuring_pair(&[], &timings(json!({}))).await;

@@ -23,14 +23,16 @@ use chrono::Utc;
 use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use unibench_store::{new_id, ExecutionRow};
-use unibench_target::{TargetConfig, TargetConnection};
+use unibench_model::scenario::QueryKind;
+use unibench_store::{new_id, ExecutionRow, LAST_ERROR_MAX_CHARS};
+use unibench_target::{TargetConfig, TargetConnection, TargetError};
 
 use crate::metrics::Metrics;
-use crate::sink::{KeepDecision, Level, Sink};
+use crate::sink::{lock, KeepDecision, Level, Sink};
 use crate::workload::CompiledWorkload;
 
 /// How long a connection waits before it tries to reconnect.
@@ -54,6 +56,19 @@ pub struct LoadShared {
     open: AtomicU32,
     /// The first fatal workload error (for example SQL the target rejects).
     fatal: Mutex<Option<String>>,
+    query_errors: Mutex<QueryErrors>,
+}
+
+/// Maximum number of distinct query error messages a worker logs. The others
+/// are only counted, and the query log keeps them in `QUERY_EXECUTIONS`.
+const LOGGED_QUERY_ERRORS: usize = 10;
+
+/// The failed queries' messages: the last one, and the distinct ones logged.
+#[derive(Debug, Default)]
+struct QueryErrors {
+    last: Option<String>,
+    logged: Vec<String>,
+    more_not_logged: bool,
 }
 
 impl LoadShared {
@@ -75,6 +90,7 @@ impl LoadShared {
             stopping: AtomicBool::new(false),
             open: AtomicU32::new(0),
             fatal: Mutex::new(None),
+            query_errors: Mutex::default(),
         }
     }
 
@@ -99,6 +115,33 @@ impl LoadShared {
         if let Ok(mut fatal) = self.fatal.lock() {
             fatal.get_or_insert(message);
         }
+    }
+
+    /// Returns the message of the last failed query, if any.
+    pub fn last_query_error(&self) -> Option<String> {
+        lock(&self.query_errors).last.clone()
+    }
+
+    /// Keeps a failed query's message as the last error and logs the first
+    /// occurrence of each distinct message, up to [`LOGGED_QUERY_ERRORS`].
+    fn note_query_error(&self, kind: QueryKind, error: &TargetError) {
+        let message: String =
+            format!("{} query failed: {error}", kind.as_str()).chars().take(LAST_ERROR_MAX_CHARS).collect();
+        let mut errors = lock(&self.query_errors);
+        if !errors.logged.contains(&message) {
+            if errors.logged.len() < LOGGED_QUERY_ERRORS {
+                self.sink.log(Level::Warn, message.clone(), Some(json!({"query_kind": kind.as_str()})));
+                errors.logged.push(message.clone());
+            } else if !errors.more_not_logged {
+                errors.more_not_logged = true;
+                let note = format!(
+                    "more than {LOGGED_QUERY_ERRORS} distinct query errors; the others are not logged, \
+                     but the query log keeps failed queries unless query_log is off"
+                );
+                self.sink.log(Level::Warn, note, None);
+            }
+        }
+        errors.last = Some(message);
     }
 
     fn keeps_running(&self, slot: u32) -> bool {
@@ -426,6 +469,7 @@ async fn run_queries(
                 shared.sink.log(Level::Error, format!("target connection lost: {error}"), None);
                 return true;
             }
+            shared.note_query_error(kind, &error);
         }
     }
     false

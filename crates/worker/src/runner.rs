@@ -249,6 +249,7 @@ struct Worker {
     load_ended: Option<Instant>,
     cumulative: Tally,
     pending_snapshots: Vec<SnapshotRow>,
+    /// The last failed query's message, written with each heartbeat.
     last_error: Option<String>,
     /// The last `RUN_STATUS.UPDATED_AT` seen, and when it was first seen.
     last_run_update: Option<(DateTime<Utc>, Instant)>,
@@ -617,6 +618,7 @@ impl Worker {
         }
         let snapshot = self.snapshot(&interval, shared);
         self.pending_snapshots.push(snapshot);
+        self.last_error = shared.last_query_error();
         let heartbeat = self.heartbeat_row(status, shared.open_connections(), shared.desired_connections());
         if !self.health.ready() {
             return;
