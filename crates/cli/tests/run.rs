@@ -337,6 +337,20 @@ async fn finished_run_completes_with_consistent_rollups() {
     assert!(parent.total_operations > 100, "{} operations", parent.total_operations);
     assert_eq!(summary["totals"]["operations"], json!(parent.total_operations));
 
+    // The run counted queries from the first worker's start of counting to
+    // the last worker's last query: END_TIME minus DURATION_SECONDS of each.
+    let start = children
+        .iter()
+        .map(|c| c.end_time.unwrap() - chrono::Duration::microseconds((c.duration_seconds.unwrap() * 1e6) as i64))
+        .min()
+        .unwrap();
+    let end = children.iter().map(|c| c.end_time.unwrap()).max().unwrap();
+    let span = (end - start).num_microseconds().unwrap() as f64 / 1e6;
+    let measured = parent.duration_seconds.unwrap();
+    assert!((measured - span).abs() < 0.001, "parent measured {measured} s, workers counted over {span} s");
+    let qps = parent.qps.unwrap();
+    assert!((qps - parent.total_operations as f64 / span).abs() < 1.0, "parent QPS {qps} over {span} s");
+
     let filter =
         ExecutionFilter { warmup: Some(false), page: Page { limit: 1_000_000, offset: 0 }, ..Default::default() };
     let executions = setup.store.list_executions(&run_id, &filter).await.unwrap();

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use unibench_model::scenario::QueryKind;
 use unibench_model::status::HealthThresholds;
@@ -172,9 +173,28 @@ pub fn merge_measurement(snapshots: &[SnapshotRow]) -> MergedHistograms {
     merged
 }
 
+/// Returns the seconds from the first worker's start of counting to the last
+/// worker's end, from the child rows. A finished worker's `END_TIME` is when
+/// its last counted query ended and its `DURATION_SECONDS` is how long it
+/// counted. Returns `None` when a worker that counted queries lacks either,
+/// for example one that was killed. Workers on other hosts read other
+/// clocks, so clock skew between hosts adds to the span.
+pub fn measured_span(children: &[TestResultRow]) -> Option<f64> {
+    let mut first_start: Option<DateTime<Utc>> = None;
+    let mut last_end: Option<DateTime<Utc>> = None;
+    for child in children.iter().filter(|child| child.total_operations > 0) {
+        let (end, seconds) = (child.end_time?, child.duration_seconds?);
+        let start = end - chrono::Duration::microseconds((seconds * 1e6).round() as i64);
+        first_start = Some(first_start.map_or(start, |first| first.min(start)));
+        last_end = Some(last_end.map_or(end, |last| last.max(end)));
+    }
+    let span = (last_end? - first_start?).num_microseconds()? as f64 / 1e6;
+    (span > 0.0).then_some(span)
+}
+
 /// Fills the parent row's totals and latencies from the child rows and
-/// the merged histograms. `measured_seconds` is the run's measurement
-/// window, used for the parent's QPS.
+/// the merged histograms. `measured_seconds` is how long the run counted
+/// queries, used for the parent's QPS.
 pub fn final_rollup(
     parent: &mut TestResultRow,
     children: &[TestResultRow],
@@ -261,7 +281,38 @@ pub fn is_measured_phase(phase: RunPhase) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
+
+    fn child(operations: i64, end: Option<&str>, seconds: Option<f64>) -> TestResultRow {
+        TestResultRow {
+            total_operations: operations,
+            end_time: end.map(|text| text.parse().expect("an RFC 3339 time")),
+            duration_seconds: seconds,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn span_runs_from_first_start_to_last_end() {
+        let children = [
+            child(100, Some("2026-01-01T10:00:10Z"), Some(10.0)),
+            child(90, Some("2026-01-01T10:00:10.5Z"), Some(9.0)),
+        ];
+        assert_eq!(measured_span(&children), Some(10.5));
+    }
+
+    #[test]
+    fn span_skips_workers_without_queries() {
+        let children = [child(100, Some("2026-01-01T10:00:10Z"), Some(4.0)), child(0, None, None)];
+        assert_eq!(measured_span(&children), Some(4.0));
+    }
+
+    #[test]
+    fn span_needs_every_counting_worker() {
+        let killed =
+            [child(100, Some("2026-01-01T10:00:10Z"), Some(4.0)), child(50, Some("2026-01-01T10:00:10Z"), None)];
+        assert_eq!(measured_span(&killed), None);
+        assert_eq!(measured_span(&[]), None);
+    }
 
     fn snapshot(worker: &str, phase: &str, qps: f64, latencies: &[u64]) -> SnapshotRow {
         let mut histogram = LatencyHistogram::new();

@@ -569,7 +569,7 @@ impl RunLoop {
         self.log(level, &format!("stopping: {reason}"), Some(json!({"initiated_by": initiated_by}))).await;
     }
 
-    /// Kills every worker; the run's reason says so.
+    /// Kills every worker and adds the kill to the run's status reason.
     async fn force_stop(&mut self, initiated_by: StopInitiator) {
         if self.stopping.is_none() {
             self.request_stop(RunStatus::Cancelled, "stop requested", initiated_by).await;
@@ -789,10 +789,13 @@ impl RunLoop {
         let snapshots = self.all_snapshots().await;
         self.close_unfinished_children(&mut children, &snapshots, end).await;
         let merged = rollup::merge_measurement(&snapshots);
-        let measured_seconds = match (self.measurement_started, self.measurement_ended) {
+        // The workers' own windows are exact. The orchestrator's window also
+        // contains the time a worker takes to start and to see a phase change.
+        let window = match (self.measurement_started, self.measurement_ended) {
             (Some((since, _)), Some(ended)) => Some(ended.duration_since(since).as_secs_f64()),
             _ => None,
         };
+        let measured_seconds = rollup::measured_span(&children).or(window);
         rollup::final_rollup(&mut parent, &children, &merged, measured_seconds);
         parent.status = status.as_str().to_owned();
         parent.failure_reason = reason;

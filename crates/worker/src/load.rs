@@ -60,7 +60,8 @@ pub struct LoadShared {
 }
 
 /// Maximum number of distinct query error messages a worker logs. The others
-/// are only counted, and the query log keeps them in `QUERY_EXECUTIONS`.
+/// are only counted, and the query log keeps them in `QUERY_EXECUTIONS` unless
+/// `query_log` is `off`.
 const LOGGED_QUERY_ERRORS: usize = 10;
 
 /// The failed queries' messages: the last one, and the distinct ones logged.

@@ -246,7 +246,7 @@ struct Worker {
     running_since: Option<(Instant, DateTime<Utc>)>,
     measurement_since: Option<(Instant, DateTime<Utc>)>,
     /// When the last query finished: the end of the measurement window.
-    load_ended: Option<Instant>,
+    load_ended: Option<(Instant, DateTime<Utc>)>,
     cumulative: Tally,
     pending_snapshots: Vec<SnapshotRow>,
     /// The last failed query's message, written with each heartbeat.
@@ -783,7 +783,7 @@ impl Worker {
                 }
             }
         };
-        self.load_ended = Some(Instant::now());
+        self.load_ended = Some((Instant::now(), Utc::now()));
         if abandoned > 0 {
             self.log(
                 Level::Warn,
@@ -852,7 +852,7 @@ impl Worker {
         let template = &self.scenario.template;
         let totals = &self.cumulative;
         let now = Utc::now();
-        let load_ended = self.load_ended.unwrap_or_else(Instant::now);
+        let load_ended = self.load_ended.map_or_else(Instant::now, |(at, _)| at);
         let measured =
             self.measurement_since.map(|(since, _)| load_ended.saturating_duration_since(since).as_secs_f64());
         let finished = status != "RUNNING";
@@ -882,7 +882,9 @@ impl Worker {
             warehouse: template.target.warehouse.clone(),
             status: status.to_owned(),
             start_time: self.running_since.map(|(_, at)| at),
-            end_time: finished.then_some(now),
+            // A finished worker's end is when its last query ended, so that
+            // END_TIME minus DURATION_SECONDS is when it started counting.
+            end_time: finished.then(|| self.load_ended.map_or(now, |(_, at)| at)),
             duration_seconds: measured,
             concurrent_connections: Some(i64::from(connections)),
             test_config: Some(json!({
