@@ -154,7 +154,8 @@ pub async fn run_template(
 ) -> anyhow::Result<(String, RunStatus)> {
     let run_id = service.create(RunRequest { template, template_id, overrides }).await?;
     let run = service.store().get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run `{run_id}` vanished"))?;
-    eprintln!("run {run_id} created: {}, {} workers", run.status, run.total_workers_expected);
+    let workers = run.total_workers_expected;
+    eprintln!("run {run_id} created: {}, {workers} worker{}", run.status, if workers == 1 { "" } else { "s" });
 
     let mut updates = service.start(&run_id).await?;
     let mut printer = LivePrinter::default();

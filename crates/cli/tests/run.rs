@@ -395,6 +395,39 @@ async fn failing_queries_show_their_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_keys_fill_an_empty_table() {
+    let setup = Setup::new().await;
+    let (client, connection) = tokio_postgres::connect(&setup.target_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("CREATE TABLE empty_items (id BIGINT PRIMARY KEY, note TEXT)").await.unwrap();
+    let template = |name: &str, kind: &str, sql: &str, param: &str| {
+        setup.template(
+            name,
+            &format!(
+                "name: {name}\ntarget:\n  kind: postgres\n  connection: local-pg\n  table: empty_items\n  key_column: id\n\
+                 workload:\n  concurrent_connections: 2\n  warmup_seconds: 0\n  duration_seconds: 2\n  operations:\n\
+                 \x20   - kind: {kind}\n      weight_pct: 100\n      sql: \"{sql}\"\n      params: [{param}]\n\
+                 \x20 query_log: \"off\"\n"
+            ),
+        )
+    };
+
+    let existing = template("existing keys", "UPDATE", "UPDATE {table} SET note = 'seen' WHERE id = $1", "key");
+    let mut process = setup.start_run(&existing, &[], &timings(json!({})));
+    let code = process.wait(RUN_TIMEOUT).await;
+    let stderr = process.stderr();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("table `empty_items` has no rows to sample keys from"), "{stderr}");
+
+    let fresh = template("fresh keys", "INSERT", "INSERT INTO {table} (id, note) VALUES ($1, 'new')", "new_key");
+    let mut process = setup.start_run(&fresh, &["--workers", "2"], &timings(json!({})));
+    let code = process.wait(RUN_TIMEOUT).await;
+    assert_eq!(code, Some(0), "{}", process.stderr());
+    let rows: i64 = client.query_one("SELECT count(*) FROM empty_items", &[]).await.unwrap().get(0);
+    assert!(rows > 0, "the run inserted rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_fails_the_run() {
     let setup = Setup::new().await;
     let (mut process, run_id) = setup.start_measuring_pair(&[], &timings(json!({}))).await;

@@ -721,8 +721,18 @@ fn check_scaling_and_guardrails(template: &Template, problems: &mut Problems<'_>
         }
     }
     if let AutoOr::Fixed(count) = template.scaling.worker_count {
+        let connections = template.workload.concurrent_connections;
         if !(1..=MAX_WORKERS).contains(&count) {
             problems.push("scaling.worker_count", format!("must be from 1 to {MAX_WORKERS} or auto, got {count}"));
+        } else if template.workload.load_mode == LoadMode::Concurrency && (1..count).contains(&connections) {
+            // A worker without a connection would run nothing.
+            problems.push(
+                "scaling.worker_count",
+                format!(
+                    "{count} workers need at least {count} connections, but workload.concurrent_connections \
+                     is {connections}; use fewer workers or more connections"
+                ),
+            );
         }
     }
     problems.require_percent("guardrails.max_cpu_percent", template.guardrails.max_cpu_percent, false);
@@ -1045,6 +1055,19 @@ mod tests {
             assert!(message.contains(expected), "{text}: {message}");
             assert!(message.starts_with(&format!("invalid parameter spec `{text}`")), "{message}");
         }
+    }
+
+    #[test]
+    fn more_workers_than_connections_is_rejected() {
+        let mut template = template();
+        template.workload.concurrent_connections = 1;
+        template.scaling.worker_count = crate::scenario::AutoOr::Fixed(2);
+        let problems = template_problems(&template);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "scaling.worker_count");
+        assert!(problems[0].message.contains("2 workers need at least 2 connections"), "{problems:?}");
+        template.workload.concurrent_connections = 2;
+        assert!(template_problems(&template).is_empty());
     }
 
     #[test]

@@ -159,12 +159,16 @@ async fn check_statements(template: &Template, config: &TargetConfig) -> Result<
 /// Returns whether any operation binds `key` or `new_key` parameters,
 /// which need the key column's sampled values and bounds.
 pub fn uses_key_pool(template: &Template) -> bool {
+    uses_param(template, |spec| matches!(spec, ParamSpec::Key | ParamSpec::NewKey))
+}
+
+fn uses_param(template: &Template, wanted: impl Fn(&ParamSpec) -> bool) -> bool {
     template
         .workload
         .operations
         .iter()
         .flat_map(|operation| &operation.params)
-        .any(|spec| matches!(spec.parse::<ParamSpec>(), Ok(ParamSpec::Key | ParamSpec::NewKey)))
+        .any(|spec| spec.parse::<ParamSpec>().is_ok_and(|spec| wanted(&spec)))
 }
 
 /// Samples the key column and stores it as the template's `KEY` pool.
@@ -186,6 +190,10 @@ pub async fn sample_key_pool(
             field: "target.key_column".to_owned(),
             reason: error.to_string(),
         })?;
+    // `new_key` alone needs no rows: on an empty table its keys start at 1.
+    if sample.values.is_empty() && !uses_param(template, |spec| *spec == ParamSpec::Key) {
+        return Ok(0);
+    }
     if sample.values.is_empty() {
         return Err(OrchestratorError::Target {
             template: template.name.clone(),

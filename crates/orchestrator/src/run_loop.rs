@@ -258,7 +258,8 @@ impl RunLoop {
             let handle = self.ctx.spawner.spawn(&launch).map_err(|error| error.to_string())?;
             self.workers.push(Worker { id: launch.worker_id, handle });
         }
-        self.log("INFO", &format!("spawned {count} workers"), Some(json!({"workers": count}))).await;
+        let noun = if count == 1 { "worker" } else { "workers" };
+        self.log("INFO", &format!("spawned {count} {noun}"), Some(json!({"workers": count}))).await;
         Ok(())
     }
 
