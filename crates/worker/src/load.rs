@@ -14,6 +14,7 @@
 //! instead of hiding it (no coordinated omission).
 
 use std::future::Future;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,9 +22,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::FutureExt;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -381,15 +386,61 @@ const MAX_PACING_INTERVAL: Duration = Duration::from_secs(3600);
 /// stop or a lower target.
 const PACING_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Waits until a paced query's intended start. Returns `false` as soon as
-/// the connection should stop instead.
-async fn wait_until_start(shared: &LoadShared, slot: u32, intended: Instant) -> bool {
+/// A one-shot timer with the kernel's resolution. tokio's timers fire on
+/// whole milliseconds, up to about a millisecond late, and an open loop
+/// would count that lateness as the target's latency.
+struct PaceTimer(AsyncFd<RawTimer>);
+
+/// A timerfd as tokio registers it.
+struct RawTimer(TimerFd);
+
+impl AsRawFd for RawTimer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PaceTimer {
+    fn new() -> std::io::Result<Self> {
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
+        // SAFETY: `RawTimer` owns the timerfd, so the descriptor stays open
+        // and the same until the `AsyncFd` is dropped.
+        let registered = unsafe { AsyncFd::register_with_interest(RawTimer(timer), Interest::READABLE) }?;
+        Ok(PaceTimer(registered))
+    }
+
+    /// Waits for `duration`, which must be above zero, because a zero
+    /// duration disarms the timer.
+    async fn sleep(&self, duration: Duration) -> std::io::Result<()> {
+        let expiration = Expiration::OneShot(TimeSpec::from_duration(duration));
+        self.0.get_ref().0.set(expiration, TimerSetTimeFlags::empty())?;
+        loop {
+            let mut guard = self.0.readable().await?;
+            // Reading consumes the expiry. A read that would block clears
+            // readiness left over from the previous expiry, and the wait goes on.
+            if let Ok(result) = guard.try_io(|timer| timer.get_ref().0.wait().map_err(std::io::Error::from)) {
+                return result;
+            }
+        }
+    }
+}
+
+/// Waits until a paced query's intended start, with `timer` when there is
+/// one. Returns `false` as soon as the connection should stop instead.
+async fn wait_until_start(shared: &LoadShared, slot: u32, intended: Instant, timer: Option<&PaceTimer>) -> bool {
     loop {
         let now = Instant::now();
         if now >= intended {
             return true;
         }
-        tokio::time::sleep_until(intended.min(now + PACING_CHECK_INTERVAL).into()).await;
+        let wake = intended.min(now + PACING_CHECK_INTERVAL);
+        let slept = match timer {
+            Some(timer) => timer.sleep(wake - now).await.is_ok(),
+            None => false,
+        };
+        if !slept {
+            tokio::time::sleep_until(wake.into()).await;
+        }
         if !shared.keeps_running(slot) {
             return false;
         }
@@ -406,6 +457,9 @@ async fn run_queries(
     rng: &mut SmallRng,
 ) -> bool {
     let mut next_start = Instant::now();
+    // Created at the first paced query. The inner `None` means that creating
+    // it failed, and tokio's timer is used instead.
+    let mut timer: Option<Option<PaceTimer>> = None;
     let mut params = Vec::new();
     let connection_id = connection.session_id();
     while shared.keeps_running(slot) {
@@ -416,7 +470,8 @@ async fn run_queries(
                     .map_or(MAX_PACING_INTERVAL, |interval| interval.min(MAX_PACING_INTERVAL));
                 let intended = next_start;
                 next_start += interval;
-                if !wait_until_start(shared, slot, intended).await {
+                let timer = timer.get_or_insert_with(|| PaceTimer::new().ok()).as_ref();
+                if !wait_until_start(shared, slot, intended, timer).await {
                     break;
                 }
                 intended
@@ -474,4 +529,20 @@ async fn run_queries(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pace_timer_waits_each_time() {
+        let timer = PaceTimer::new().expect("a timerfd");
+        for wait in [Duration::from_millis(3), Duration::from_micros(1500), Duration::from_millis(3)] {
+            let started = Instant::now();
+            timer.sleep(wait).await.expect("the timer fires");
+            // The expiry of one wait must not end the next one early.
+            assert!(started.elapsed() >= wait, "waited {:?} of {wait:?}", started.elapsed());
+        }
+    }
 }
