@@ -39,6 +39,7 @@ pub async fn run(command: WorkerCommand) -> ExitCode {
             return ExitCode::from(ExitStatus::Config.code());
         }
     };
+    raise_open_file_limit();
     let args = WorkerArgs {
         run_id: command.run_id,
         worker_id: command.worker_id,
@@ -48,4 +49,18 @@ pub async fn run(command: WorkerCommand) -> ExitCode {
         connections_file: command.connections,
     };
     ExitCode::from(run_worker(args).await.code())
+}
+
+/// Raises the soft limit on open files to the hard limit. Each target
+/// connection uses a socket and, when paced, a timer, so a worker with
+/// hundreds of connections would pass a soft limit of 1,024.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard {
+        if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(%error, soft, hard, "could not raise the open file limit");
+        }
+    }
 }

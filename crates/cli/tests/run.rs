@@ -425,6 +425,18 @@ async fn new_keys_fill_an_empty_table() {
     assert_eq!(code, Some(0), "{}", process.stderr());
     let rows: i64 = client.query_one("SELECT count(*) FROM empty_items", &[]).await.unwrap().get(0);
     assert!(rows > 0, "the run inserted rows");
+
+    // A second run samples the rows, so its new keys start above them. Once
+    // the table is emptied, new keys start at 1 again.
+    for truncate_first in [false, true] {
+        if truncate_first {
+            client.batch_execute("TRUNCATE empty_items").await.unwrap();
+        }
+        let mut process = setup.start_run(&fresh, &[], &timings(json!({})));
+        assert_eq!(process.wait(RUN_TIMEOUT).await, Some(0), "{}", process.stderr());
+    }
+    let lowest: i64 = client.query_one("SELECT min(id) FROM empty_items", &[]).await.unwrap().get(0);
+    assert_eq!(lowest, 1, "new keys on an emptied table start at 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

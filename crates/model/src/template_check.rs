@@ -724,13 +724,13 @@ fn check_scaling_and_guardrails(template: &Template, problems: &mut Problems<'_>
         let connections = template.workload.concurrent_connections;
         if !(1..=MAX_WORKERS).contains(&count) {
             problems.push("scaling.worker_count", format!("must be from 1 to {MAX_WORKERS} or auto, got {count}"));
-        } else if template.workload.load_mode == LoadMode::Concurrency && (1..count).contains(&connections) {
+        } else if (1..count).contains(&connections) {
             // A worker without a connection would run nothing.
             problems.push(
                 "scaling.worker_count",
                 format!(
                     "{count} workers need at least {count} connections, but workload.concurrent_connections \
-                     is {connections}; use fewer workers or more connections"
+                     is {connections}. Use fewer workers or more connections"
                 ),
             );
         }

@@ -162,13 +162,13 @@ pub fn uses_key_pool(template: &Template) -> bool {
     uses_param(template, |spec| matches!(spec, ParamSpec::Key | ParamSpec::NewKey))
 }
 
-fn uses_param(template: &Template, wanted: impl Fn(&ParamSpec) -> bool) -> bool {
+fn uses_param(template: &Template, matches: impl Fn(&ParamSpec) -> bool) -> bool {
     template
         .workload
         .operations
         .iter()
         .flat_map(|operation| &operation.params)
-        .any(|spec| spec.parse::<ParamSpec>().is_ok_and(|spec| wanted(&spec)))
+        .any(|spec| spec.parse::<ParamSpec>().is_ok_and(|spec| matches(&spec)))
 }
 
 /// Samples the key column and stores it as the template's `KEY` pool.
@@ -190,8 +190,10 @@ pub async fn sample_key_pool(
             field: "target.key_column".to_owned(),
             reason: error.to_string(),
         })?;
-    // `new_key` alone needs no rows: on an empty table its keys start at 1.
+    // `new_key` alone needs no rows. On an empty table its keys start at 1,
+    // so the pools of earlier runs are cleared.
     if sample.values.is_empty() && !uses_param(template, |spec| *spec == ParamSpec::Key) {
+        store.replace_value_pools(template_id, &[]).await.map_err(OrchestratorError::Store)?;
         return Ok(0);
     }
     if sample.values.is_empty() {

@@ -178,13 +178,15 @@ pub fn merge_measurement(snapshots: &[SnapshotRow]) -> MergedHistograms {
 /// its last counted query ended and its `DURATION_SECONDS` is how long it
 /// counted. Returns `None` when a worker that counted queries lacks either,
 /// for example one that was killed. Workers on other hosts read other
-/// clocks, so clock skew between hosts adds to the span.
+/// clocks, so clock skew between hosts lengthens or shortens the span.
 pub fn measured_span(children: &[TestResultRow]) -> Option<f64> {
     let mut first_start: Option<DateTime<Utc>> = None;
     let mut last_end: Option<DateTime<Utc>> = None;
     for child in children.iter().filter(|child| child.total_operations > 0) {
-        let (end, seconds) = (child.end_time?, child.duration_seconds?);
-        let start = end - chrono::Duration::microseconds((seconds * 1e6).round() as i64);
+        let end = child.end_time?;
+        let seconds = child.duration_seconds.filter(|seconds| seconds.is_finite() && *seconds >= 0.0)?;
+        let counted = chrono::TimeDelta::microseconds((seconds * 1e6).round() as i64);
+        let start = end.checked_sub_signed(counted)?;
         first_start = Some(first_start.map_or(start, |first| first.min(start)));
         last_end = Some(last_end.map_or(end, |last| last.max(end)));
     }

@@ -581,6 +581,11 @@ impl RunLoop {
         }
         if let Some(stopping) = &mut self.stopping {
             stopping.killed_at = Some(Instant::now());
+            // Killed workers may not have written their results, so a run
+            // that had reached its duration ends CANCELLED, with this reason.
+            if stopping.final_status == RunStatus::Completed {
+                stopping.final_status = RunStatus::Cancelled;
+            }
         }
         let message = if alive.is_empty() {
             "stop forced: every worker had already exited".to_owned()
@@ -824,6 +829,8 @@ impl RunLoop {
         for child in children.iter_mut().filter(|child| is_unfinished_child(child)) {
             child.status = RunStatus::Failed.as_str().to_owned();
             child.end_time = end;
+            // The worker never wrote when it stopped counting.
+            child.duration_seconds = None;
             let reason = if rollup::counts_from_last_snapshot(child, snapshots) {
                 "the worker ended without writing its final results; counts are from its last snapshot"
             } else {

@@ -65,8 +65,8 @@ pub struct LoadShared {
 }
 
 /// Maximum number of distinct query error messages a worker logs. The others
-/// are only counted, and the query log keeps them in `QUERY_EXECUTIONS` unless
-/// `query_log` is `off`.
+/// are only counted. With `query_log` set to `all` or `errors`, their rows in
+/// `QUERY_EXECUTIONS` still hold them, unless the rows were dropped.
 const LOGGED_QUERY_ERRORS: usize = 10;
 
 /// The failed queries' messages: the last one, and the distinct ones logged.
@@ -141,8 +141,8 @@ impl LoadShared {
             } else if !errors.more_not_logged {
                 errors.more_not_logged = true;
                 let note = format!(
-                    "more than {LOGGED_QUERY_ERRORS} distinct query errors; the others are not logged, \
-                     but the query log keeps failed queries unless query_log is off"
+                    "more than {LOGGED_QUERY_ERRORS} distinct query errors, so the others are not logged. \
+                     With query_log all or errors, QUERY_EXECUTIONS holds every failed query"
                 );
                 self.sink.log(Level::Warn, note, None);
             }
@@ -470,7 +470,16 @@ async fn run_queries(
                     .map_or(MAX_PACING_INTERVAL, |interval| interval.min(MAX_PACING_INTERVAL));
                 let intended = next_start;
                 next_start += interval;
-                let timer = timer.get_or_insert_with(|| PaceTimer::new().ok()).as_ref();
+                let timer = timer
+                    .get_or_insert_with(|| {
+                        PaceTimer::new()
+                            .inspect_err(|error| {
+                                let message = format!("no timerfd for pacing, so tokio's timer paces queries: {error}");
+                                shared.sink.log(Level::Warn, message, None);
+                            })
+                            .ok()
+                    })
+                    .as_ref();
                 if !wait_until_start(shared, slot, intended, timer).await {
                     break;
                 }
@@ -492,9 +501,10 @@ async fn run_queries(
         let decision = shared.sink.decide(|| rng.gen());
         let wall_start = (decision != KeepDecision::Skip).then(Utc::now);
         let result = connection.execute(operation, &params).await;
-        let latency = intended.elapsed();
+        let finished = Instant::now();
+        let latency = finished.saturating_duration_since(intended);
         let success = result.is_ok();
-        let warmup = shared.metrics.record(shard, kind, latency, success);
+        let warmup = shared.metrics.record(shard, kind, latency, success, finished);
 
         if let (true, Some(start_time)) = (decision.keeps(success), wall_start) {
             let identity = &shared.sink.identity;

@@ -108,6 +108,8 @@ struct Shard {
     /// that a query is counted exactly when it is not flagged as warmup.
     counting: Counting,
     interval: Tally,
+    /// When the last counted query of this shard finished.
+    last_counted: Option<Instant>,
 }
 
 /// The shared recorder that every connection task writes into. It has one
@@ -135,7 +137,9 @@ impl Metrics {
         let highest = Duration::from_micros(unibench_model::histogram::HIGHEST_MICROS);
         Metrics {
             control: Mutex::new(Control { counting, interval_started: Instant::now() }),
-            shards: (0..shards.max(1)).map(|_| Mutex::new(Shard { counting, interval: Tally::default() })).collect(),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard { counting, interval: Tally::default(), last_counted: None }))
+                .collect(),
             clamp: clamp.min(highest),
         }
     }
@@ -144,17 +148,23 @@ impl Metrics {
         self.shards.len()
     }
 
-    /// Records a completed query in shard `shard` (taken modulo the number
-    /// of shards) and returns whether it was a warmup query.
-    pub fn record(&self, shard: usize, kind: QueryKind, latency: Duration, success: bool) -> bool {
+    /// Records a query that finished at `finished` in shard `shard` (taken
+    /// modulo the number of shards) and returns whether it was a warmup query.
+    pub fn record(&self, shard: usize, kind: QueryKind, latency: Duration, success: bool, finished: Instant) -> bool {
         let mut shard = lock(&self.shards[shard % self.shards.len()]);
         match shard.counting {
             Counting::Warmup => true,
             Counting::Measurement => {
                 shard.interval.record(kind, latency, success, self.clamp);
+                shard.last_counted = Some(finished);
                 false
             }
         }
+    }
+
+    /// Returns when the last counted query finished, if any was counted.
+    pub fn last_counted(&self) -> Option<Instant> {
+        self.shards.iter().filter_map(|shard| lock(shard).last_counted).max()
     }
 
     /// Switches to measurement. Returns `true` only the first time, when the
@@ -200,11 +210,11 @@ mod tests {
     #[test]
     fn warmup_queries_are_not_counted() {
         let metrics = Metrics::new(Counting::Warmup, Duration::from_secs(3600), 2);
-        assert!(metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true));
+        assert!(metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true, Instant::now()));
         assert_eq!(metrics.take_interval().tally.queries, 0);
         assert!(metrics.start_measurement());
         assert!(!metrics.start_measurement(), "the switch happens once");
-        assert!(!metrics.record(1, QueryKind::Update, Duration::from_millis(2), false));
+        assert!(!metrics.record(1, QueryKind::Update, Duration::from_millis(2), false, Instant::now()));
         let interval = metrics.take_interval();
         assert_eq!(interval.tally.queries, 1);
         assert_eq!(interval.tally.writes, 1);
@@ -216,8 +226,8 @@ mod tests {
     #[test]
     fn slow_queries_are_clamped_and_counted() {
         let metrics = Metrics::new(Counting::Measurement, Duration::from_millis(200), 1);
-        metrics.record(0, QueryKind::Custom, Duration::from_millis(500), true);
-        metrics.record(7, QueryKind::Custom, Duration::from_millis(5), true);
+        metrics.record(0, QueryKind::Custom, Duration::from_millis(500), true, Instant::now());
+        metrics.record(7, QueryKind::Custom, Duration::from_millis(5), true, Instant::now());
         let tally = metrics.take_interval().tally;
         assert_eq!(tally.queries, 2);
         assert_eq!(tally.clamped, 1);
@@ -226,13 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn last_counted_skips_warmup() {
+        let metrics = Metrics::new(Counting::Warmup, Duration::from_secs(3600), 2);
+        let start = Instant::now();
+        metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true, start);
+        assert_eq!(metrics.last_counted(), None, "warmup queries are not counted");
+        metrics.start_measurement();
+        let later = start + Duration::from_millis(5);
+        metrics.record(1, QueryKind::PointLookup, Duration::from_millis(1), true, later);
+        metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true, start);
+        assert_eq!(metrics.last_counted(), Some(later), "the latest of every shard");
+    }
+
+    #[test]
     fn merge_adds_counts_and_histograms() {
         let metrics = Metrics::new(Counting::Measurement, Duration::from_secs(3600), 3);
-        metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true);
-        metrics.record(2, QueryKind::PointLookup, Duration::from_millis(2), true);
+        metrics.record(0, QueryKind::PointLookup, Duration::from_millis(1), true, Instant::now());
+        metrics.record(2, QueryKind::PointLookup, Duration::from_millis(2), true, Instant::now());
         let mut total = metrics.take_interval().tally;
         assert_eq!(total.queries, 2, "every shard is taken");
-        metrics.record(1, QueryKind::PointLookup, Duration::from_millis(3), true);
+        metrics.record(1, QueryKind::PointLookup, Duration::from_millis(3), true, Instant::now());
         total.merge(&metrics.take_interval().tally);
         assert_eq!(total.queries, 3);
         assert_eq!(total.overall.len(), 3);

@@ -245,7 +245,7 @@ struct Worker {
 
     running_since: Option<(Instant, DateTime<Utc>)>,
     measurement_since: Option<(Instant, DateTime<Utc>)>,
-    /// When the last query finished: the end of the measurement window.
+    /// When the last counted query finished: the end of the measurement window.
     load_ended: Option<(Instant, DateTime<Utc>)>,
     cumulative: Tally,
     pending_snapshots: Vec<SnapshotRow>,
@@ -783,7 +783,12 @@ impl Worker {
                 }
             }
         };
-        self.load_ended = Some((Instant::now(), Utc::now()));
+        // The window ends when the last counted query finished, which is
+        // before the drain timeout when queries were abandoned.
+        let now = (Instant::now(), Utc::now());
+        let ended = self.metrics.last_counted().unwrap_or(now.0);
+        let before = chrono::Duration::from_std(now.0.saturating_duration_since(ended)).unwrap_or_default();
+        self.load_ended = Some((ended, now.1 - before));
         if abandoned > 0 {
             self.log(
                 Level::Warn,
