@@ -20,6 +20,11 @@ pub enum RunsAction {
     Compare(CompareArgs),
 }
 
+/// Parses a run status written in any case, such as `failed`.
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    text.to_ascii_uppercase().parse().map_err(|error: unibench_model::ParseEnumError| error.to_string())
+}
+
 /// Most runs `runs compare` puts side by side.
 const MAX_COMPARED: usize = 5;
 
@@ -41,11 +46,11 @@ pub struct ListArgs {
     /// Store URL (default: $UNIBENCH_STORE, else the embedded SQLite file).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
-    /// Only runs with this status (COMPLETED, FAILED, ...).
-    #[arg(long)]
+    /// Only runs with this status (COMPLETED, FAILED, ...), in any case.
+    #[arg(long, value_parser = parse_status)]
     status: Option<RunStatus>,
     /// Maximum number of runs to list.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     limit: u32,
     /// Print JSON.
     #[arg(long)]

@@ -40,7 +40,10 @@ pub async fn print(store: &Store, run_id: &str, url: &StoreUrl) -> anyhow::Resul
         run.status,
         run.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
     );
-    println!("duration   {} s measured", number(parent.duration_seconds));
+    match parent.duration_seconds {
+        Some(seconds) => println!("duration   {seconds:.1} s measured"),
+        None => println!("duration   nothing measured"),
+    }
     println!(
         "totals     {} queries ({} reads, {} writes), {} failed, error rate {}",
         parent.total_operations,

@@ -561,6 +561,26 @@ fn demo_completes_without_postgres() {
     let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
     assert_eq!(runs[0]["status"], "COMPLETED");
 
+    // Workers that wrote nothing to stderr leave no log file behind.
+    let logs: Vec<_> = std::fs::read_dir(home.path().join("logs"))
+        .expect("the worker log directory exists")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    let empty: Vec<_> = logs.iter().filter(|path| std::fs::metadata(path).is_ok_and(|m| m.len() == 0)).collect();
+    assert!(empty.is_empty(), "empty worker logs: {empty:?}");
+
+    let mut lowercase = support::unibench();
+    lowercase.args(["runs", "list", "--status", "completed", "--json"]).env("UNIBENCH_HOME", home.path());
+    let lowercase = support::run(lowercase, Duration::from_secs(30));
+    assert!(lowercase.success(), "{lowercase:?}");
+    assert!(lowercase.stdout.contains(&run_id), "a status matches in any case: {}", lowercase.stdout);
+    let mut zero = support::unibench();
+    zero.args(["runs", "list", "--limit", "0"]).env("UNIBENCH_HOME", home.path());
+    let zero = support::run(zero, Duration::from_secs(30));
+    assert_eq!(zero.code, Some(2), "{zero:?}");
+    assert!(zero.stderr.contains("--limit"), "{zero:?}");
+
     let mut show = support::unibench();
     show.args(["runs", "show", &run_id, "--json"]).env("UNIBENCH_HOME", home.path());
     let shown = support::run(show, Duration::from_secs(30));

@@ -70,15 +70,15 @@ impl LocalSpawner {
 impl WorkerSpawner for LocalSpawner {
     fn spawn(&self, launch: &WorkerLaunch) -> Result<Box<dyn WorkerHandle>, SpawnError> {
         let error = |reason: String| SpawnError { worker_id: launch.worker_id.clone(), reason };
-        let stderr = match &self.log_dir {
+        let (stderr, log) = match &self.log_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create {}: {e}", dir.display())))?;
                 let path = dir.join(format!("{}-{}.log", launch.run_id, launch.worker_id));
                 let file = std::fs::File::create(&path)
                     .map_err(|e| error(format!("cannot create {}: {e}", path.display())))?;
-                Stdio::from(file)
+                (Stdio::from(file), Some(path))
             }
-            None => Stdio::null(),
+            None => (Stdio::null(), None),
         };
         let mut command = Command::new(&self.program);
         command
@@ -94,16 +94,29 @@ impl WorkerSpawner for LocalSpawner {
             command.arg("--connections").arg(path);
         }
         let child = command.spawn().map_err(|e| error(format!("{}: {e}", self.program.display())))?;
-        Ok(Box::new(LocalWorker { child, exited: None }))
+        Ok(Box::new(LocalWorker { child, exited: None, log }))
     }
 }
 
 struct LocalWorker {
     child: Child,
     exited: Option<Option<i32>>,
+    /// The file that receives the worker's stderr.
+    log: Option<PathBuf>,
 }
 
 impl LocalWorker {
+    /// Keeps the exit code, and deletes the stderr log when the worker
+    /// wrote nothing to it.
+    fn record_exit(&mut self, code: Option<i32>) {
+        self.exited = Some(code);
+        if let Some(path) = &self.log {
+            if std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0) {
+                std::fs::remove_file(path).ok();
+            }
+        }
+    }
+
     fn send(&mut self, signal: Signal) {
         if self.exit_status().is_some() {
             return;
@@ -121,7 +134,7 @@ impl WorkerHandle for LocalWorker {
     fn exit_status(&mut self) -> Option<Option<i32>> {
         if self.exited.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                self.exited = Some(status.code());
+                self.record_exit(status.code());
             }
         }
         self.exited
@@ -135,7 +148,7 @@ impl WorkerHandle for LocalWorker {
         if self.exit_status().is_none() {
             self.child.kill().ok();
             if let Ok(status) = self.child.wait() {
-                self.exited = Some(status.code());
+                self.record_exit(status.code());
             }
         }
     }
