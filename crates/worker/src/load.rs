@@ -33,7 +33,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use unibench_model::scenario::QueryKind;
-use unibench_store::{new_id, ExecutionRow, LAST_ERROR_MAX_CHARS};
+use unibench_store::{new_id, ExecutionRow};
 use unibench_target::{TargetConfig, TargetConnection, TargetError};
 
 use crate::metrics::Metrics;
@@ -131,8 +131,8 @@ impl LoadShared {
     /// Keeps a failed query's message as the last error and logs the first
     /// occurrence of each distinct message, up to [`LOGGED_QUERY_ERRORS`].
     fn note_query_error(&self, kind: QueryKind, error: &TargetError) {
-        let message: String =
-            format!("{} query failed: {error}", kind.as_str()).chars().take(LAST_ERROR_MAX_CHARS).collect();
+        // The store cuts LAST_ERROR to its maximum length when it writes it.
+        let message = format!("{} query failed: {error}", kind.as_str());
         let mut errors = lock(&self.query_errors);
         if !errors.logged.contains(&message) {
             if errors.logged.len() < LOGGED_QUERY_ERRORS {
@@ -391,7 +391,7 @@ const PACING_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// would count that lateness as the target's latency.
 struct PaceTimer(AsyncFd<RawTimer>);
 
-/// A timerfd as tokio registers it.
+/// A timerfd with the `AsRawFd` that tokio's `AsyncFd` needs.
 struct RawTimer(TimerFd);
 
 impl AsRawFd for RawTimer {
